@@ -1,0 +1,125 @@
+//! Rollouts: list, get, events, operator actions.
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    AppState, ApiError,
+    views::{Items, RolloutView},
+};
+use crate::{
+    domain::{OperatorAction, RolloutState},
+    store::events::EventRecord,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub application: Option<String>,
+    pub state: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Default and largest page of rollouts.
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Items<RolloutView>>, ApiError> {
+    let Query(query) = query?;
+    let wanted_state = match query.state.as_deref() {
+        None => None,
+        Some(text) => Some(RolloutState::parse(text).ok_or_else(|| {
+            let known: Vec<&str> = RolloutState::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(format!("unknown state `{text}`; one of {}", known.join(", ")))
+        })?),
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let records = state
+        .store
+        .rollouts(query.application.as_deref(), wanted_state, limit)
+        .await?;
+    let items = records
+        .iter()
+        .map(|r| RolloutView::of(r, &state.public_url))
+        .collect();
+    Ok(Json(Items { items }))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    id: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let Path(id) = id?;
+    let record = state.store.rollout(id).await?;
+    Ok(Json(RolloutView::of(&record, &state.public_url)))
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    id: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Items<EventRecord>>, ApiError> {
+    let Path(id) = id?;
+    // A 404 for an unknown rollout, not an empty list.
+    state.store.rollout(id).await?;
+    Ok(Json(Items {
+        items: state.store.events(id).await?,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Accepted {
+    pub id: Uuid,
+    pub action: &'static str,
+    /// The state when the action was queued; the engine applies it next.
+    pub state: &'static str,
+}
+
+pub async fn act(
+    State(state): State<AppState>,
+    path: Result<Path<(Uuid, String)>, axum::extract::rejection::PathRejection>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let Path((id, action_name)) = path?;
+    let action = OperatorAction::parse(&action_name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "unknown action `{action_name}`; one of pause, resume, approve, rollback, abort"
+        ))
+    })?;
+    // The body is optional: no body means no reason.
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<ActionBody>(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body must be {{\"reason\": \"...\"}}: {e}")))?
+            .reason
+    };
+    let current = state
+        .store
+        .enqueue_action(id, action, "api", reason.as_deref())
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id,
+            action: action.as_str(),
+            state: current.as_str(),
+        }),
+    ))
+}

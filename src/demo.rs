@@ -1,0 +1,190 @@
+//! `meridian demo` (the service with a simulated fleet) and `meridian sim`
+//! (the simulated fleet alone, for a service run separately).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    server::{ServeOptions, serve_until, spawn_signal_handler},
+    sim::{SimClusterSpec, SimFleet, SimOptions},
+};
+
+/// The demo fleet: 8 clusters in 5 regions, labelled for the demo plan's
+/// canary, small, large and global waves.
+pub const DEMO_CLUSTERS: [(&str, &str, &str, &str); 8] = [
+    // (name, region, timezone, labels)
+    ("use1-canary", "us-east", "America/New_York", "tier=canary,size=small"),
+    ("euw1-a", "eu-west", "Europe/Dublin", "size=small"),
+    ("aps1-a", "ap-south", "Asia/Kolkata", "size=small"),
+    ("use1-a", "us-east", "America/New_York", "size=large"),
+    ("euc1-a", "eu-central", "Europe/Berlin", "size=large"),
+    ("usw2-a", "us-west", "America/Los_Angeles", "size=large"),
+    ("euw1-b", "eu-west", "Europe/Dublin", "size=medium"),
+    ("aps1-b", "ap-south", "Asia/Kolkata", "size=medium"),
+];
+
+pub fn demo_cluster_specs() -> Vec<SimClusterSpec> {
+    DEMO_CLUSTERS
+        .iter()
+        .map(|(name, region, _, _)| SimClusterSpec {
+            name: (*name).to_owned(),
+            region: (*region).to_owned(),
+        })
+        .collect()
+}
+
+/// The config file for the demo fleet: its clusters, the `shop` sample
+/// application and the `worldwide` plan (bake times of seconds).
+pub fn demo_config_yaml(kubeconfig: &Path) -> String {
+    let mut out = format!("kubeconfig: {}\nclusters:\n", kubeconfig.display());
+    for (name, region, timezone, labels) in DEMO_CLUSTERS {
+        let labels: Vec<String> = labels
+            .split(',')
+            .map(|kv| kv.replacen('=', ": ", 1))
+            .collect();
+        out.push_str(&format!(
+            "  - name: {name}\n    region: {region}\n    timezone: {timezone}\n    labels: {{{}}}\n",
+            labels.join(", ")
+        ));
+    }
+    out.push_str(DEMO_CATALOG);
+    out
+}
+
+const DEMO_CATALOG: &str = r#"plans:
+  - name: worldwide
+    stages:
+      - name: canary
+        clusters: {labels: {tier: canary}}
+        bake: 10s
+      - name: small
+        clusters: {labels: {size: small}}
+        max_parallel: 2
+        bake: 10s
+      - name: large
+        clusters: {labels: {size: large}}
+        max_parallel: 2
+        bake: 10s
+      - name: global
+        clusters: all
+        max_parallel: 3
+        bake: 10s
+applications:
+  - name: shop
+    namespace: shop
+    plan: worldwide
+    parameters:
+      defaults: {replicas: 2}
+      labels:
+        - selector: {size: large}
+          values: {replicas: 4}
+    templates:
+      - |
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: shop-config
+        data:
+          region: "{{ region }}"
+          cluster: "{{ cluster }}"
+          version: "{{ version }}"
+      - |
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: shop
+          labels: {app: shop}
+        spec:
+          replicas: {{ params.replicas }}
+          progressDeadlineSeconds: {{ params.progress_deadline_seconds | default(20) }}
+          selector:
+            matchLabels: {app: shop}
+          template:
+            metadata:
+              labels: {app: shop, version: "{{ version }}"}
+            spec:
+              containers:
+                - name: shop
+                  image: "{{ image }}"
+                  env:
+                    - {name: REGION, value: "{{ region }}"}
+"#;
+
+/// Files `meridian sim --out DIR` writes.
+pub struct SimFiles {
+    pub kubeconfig: PathBuf,
+    pub config: PathBuf,
+}
+
+/// Writes the kubeconfig, the config file and `sim.json` for a fleet.
+pub fn write_sim_files(fleet: &SimFleet, dir: &Path) -> anyhow::Result<SimFiles> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let kubeconfig = dir.join("kubeconfig");
+    fleet.write_kubeconfig(&kubeconfig)?;
+    let config = dir.join("meridian.yaml");
+    std::fs::write(&config, demo_config_yaml(&kubeconfig))
+        .with_context(|| format!("cannot write {}", config.display()))?;
+    let clusters: serde_json::Map<String, serde_json::Value> = fleet
+        .cluster_names()
+        .into_iter()
+        .filter_map(|name| {
+            let url = fleet.cluster(&name)?.base_url();
+            Some((name, serde_json::Value::String(url)))
+        })
+        .collect();
+    let sim_json = serde_json::json!({ "control_url": fleet.control_url(), "clusters": clusters });
+    std::fs::write(dir.join("sim.json"), serde_json::to_vec_pretty(&sim_json)?)
+        .context("cannot write sim.json")?;
+    Ok(SimFiles { kubeconfig, config })
+}
+
+/// `meridian sim --out DIR`: runs the simulated fleet until Ctrl-C.
+pub async fn run_sim(out: &Path) -> anyhow::Result<()> {
+    let fleet = SimFleet::start(demo_cluster_specs(), SimOptions::default()).await?;
+    let files = write_sim_files(&fleet, out)?;
+    println!("simulated fleet of {} clusters is running", fleet.cluster_names().len());
+    println!("  kubeconfig:   {}", files.kubeconfig.display());
+    println!("  config file:  {}", files.config.display());
+    println!("  control API:  {}", fleet.control_url());
+    println!("start the service against it with:");
+    println!("  meridian serve --config {}", files.config.display());
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    shutdown.cancelled().await;
+    fleet.shutdown().await;
+    Ok(())
+}
+
+/// `meridian demo`: a simulated fleet plus the service, until Ctrl-C.
+pub async fn run_demo(mut options: ServeOptions) -> anyhow::Result<()> {
+    let fleet = SimFleet::start(demo_cluster_specs(), SimOptions::default()).await?;
+    let dir = std::env::temp_dir().join(format!("meridian-demo-{}", std::process::id()));
+    let files = write_sim_files(&fleet, &dir)?;
+    options.config = Some(files.config);
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let result = serve_until(options, shutdown, |address| {
+        let url = format!("http://{address}");
+        println!();
+        println!("Meridian demo is running: 8 simulated clusters in 5 regions.");
+        println!("  API:        {url}/api/v1/rollouts");
+        println!("  dashboard:  {url}/");
+        println!("  sim control: {}", fleet.control_url());
+        println!();
+        println!("Start a good release:");
+        println!(
+            "  curl -sS -X POST {url}/api/v1/releases -H 'content-type: application/json' \\\n    -d '{{\"application\":\"shop\",\"version\":\"1.1.0\",\"image\":\"registry.example/shop:1.1.0\"}}'"
+        );
+        println!("A release that never becomes ready (rolled back in its first stage): use an image tag containing `crashloop`.");
+        println!("Press Ctrl-C to stop.");
+    })
+    .await;
+    fleet.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,21 @@
+//! Pure domain logic: no IO, no clock. Everything here takes time as an
+//! argument so it can be tested exhaustively.
+
+pub mod application;
+pub mod cluster;
+pub mod duration;
+pub mod event;
+pub mod machine;
+pub mod plan;
+pub mod state;
+
+pub use application::{Application, Parameters};
+pub use cluster::{Cluster, ClusterName};
+pub use duration::HumanDuration;
+pub use event::{EventKind, NewEvent};
+pub use machine::{Effect, Input, OperatorAction, Progress, Rollout, Target, Tuning};
+pub use plan::{ClusterSelector, FailurePolicy, Plan, PlanError, Stage};
+pub use state::{RolloutState, TargetState};
+
+#[cfg(test)]
+mod machine_tests;

@@ -1,0 +1,171 @@
+//! The engine: claims due rollouts with leases, drives each through one
+//! tick of the state machine, and sleeps until the next one is due or a
+//! `NOTIFY` says something changed.
+
+mod act;
+mod health;
+mod tick;
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::postgres::PgListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use health::EngineHealth;
+
+use crate::{
+    domain::Tuning,
+    fleet::Fleet,
+    store::{Store, WAKE_CHANNEL},
+};
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This replica's name in leases and events.
+    pub worker_id: String,
+    /// How long a claim lasts; a tick must finish well within it.
+    pub lease: Duration,
+    /// Rollouts driven at once by this replica.
+    pub max_concurrent_ticks: usize,
+    /// The longest the engine sleeps without looking at the database, in
+    /// case a `NOTIFY` was lost (listener reconnecting).
+    pub fallback_poll: Duration,
+    pub tuning: Tuning,
+}
+
+impl EngineConfig {
+    pub fn new(worker_id: impl Into<String>) -> Self {
+        Self {
+            worker_id: worker_id.into(),
+            lease: Duration::from_secs(30),
+            max_concurrent_ticks: 64,
+            fallback_poll: Duration::from_secs(2),
+            tuning: Tuning::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    fleet: Fleet,
+    config: EngineConfig,
+    health: EngineHealth,
+}
+
+impl Engine {
+    pub fn new(store: Store, fleet: Fleet, config: EngineConfig) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                fleet,
+                config,
+                health: EngineHealth::default(),
+            }),
+        }
+    }
+
+    pub fn health(&self) -> EngineHealth {
+        self.inner.health.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled; ticks in flight are finished
+    /// (they are short and fenced) before it returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        let mut listener = PgListener::connect_with(inner.store.pool()).await?;
+        listener.listen(WAKE_CHANNEL).await?;
+        let mut ticks: JoinSet<()> = JoinSet::new();
+        tracing::info!(worker = %inner.config.worker_id, "engine started");
+        loop {
+            inner.health.beat();
+            let free = inner.config.max_concurrent_ticks.saturating_sub(ticks.len());
+            if free > 0 {
+                match self.claim_and_spawn(free, &mut ticks).await {
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot claim due rollouts; retrying"),
+                }
+            }
+            let sleep = self.sleep_budget().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                notification = listener.recv() => {
+                    if let Err(e) = notification {
+                        // PgListener reconnects on the next recv; anything
+                        // missed meanwhile is caught by the fallback poll.
+                        tracing::warn!(error = %e, "wake-up listener lost its connection");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                _ = tokio::time::sleep(sleep) => {}
+                Some(_) = ticks.join_next(), if !ticks.is_empty() => {}
+            }
+        }
+        while ticks.join_next().await.is_some() {}
+        tracing::info!(worker = %inner.config.worker_id, "engine stopped");
+        Ok(())
+    }
+
+    /// Claims due rollouts and drives each once; returns how many. Lets
+    /// tests and benchmarks step the engine without its loop.
+    pub async fn run_due_once(&self) -> anyhow::Result<usize> {
+        let mut ticks = JoinSet::new();
+        let count = self
+            .claim_and_spawn(self.inner.config.max_concurrent_ticks, &mut ticks)
+            .await?;
+        while ticks.join_next().await.is_some() {}
+        Ok(count)
+    }
+
+    async fn claim_and_spawn(&self, limit: usize, ticks: &mut JoinSet<()>) -> anyhow::Result<usize> {
+        let inner = &self.inner;
+        let leases = inner
+            .store
+            .claim_due(
+                &inner.config.worker_id,
+                inner.config.lease.as_secs_f64(),
+                i64::try_from(limit).unwrap_or(i64::MAX),
+            )
+            .await?;
+        let count = leases.len();
+        for lease in leases {
+            let engine = self.clone();
+            ticks.spawn(async move {
+                // A tick that outlives its lease could race a new owner; the
+                // fencing would refuse its writes, but stop it anyway.
+                let deadline = engine.inner.config.lease.mul_f64(0.8);
+                match tokio::time::timeout(deadline, tick::drive(&engine.inner, &lease)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tick::give_back(&engine.inner, &lease, &e).await,
+                    Err(_) => {
+                        let e = anyhow::anyhow!("tick took longer than {deadline:?}");
+                        tick::give_back(&engine.inner, &lease, &e).await;
+                    }
+                }
+            });
+        }
+        Ok(count)
+    }
+
+    /// How long to sleep: until the next rollout is due, at most the
+    /// fallback interval.
+    async fn sleep_budget(&self) -> Duration {
+        let fallback = self.inner.config.fallback_poll;
+        match self.inner.store.next_due_at().await {
+            Ok(Some(at)) => (at - crate::clock::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(fallback),
+            Ok(None) => fallback,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the next due time");
+                fallback
+            }
+        }
+    }
+}

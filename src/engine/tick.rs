@@ -1,0 +1,121 @@
+//! One tick of one leased rollout: apply queued operator actions, observe
+//! the clusters that need it, decide, record the decision, act, record the
+//! outcome. The decision is written before any cluster is changed, so a
+//! crash between the two repeats the intent, never loses it.
+
+use futures::future::join_all;
+
+use super::{Inner, act};
+use crate::{
+    clock,
+    domain::{Effect, Input, NewEvent, Rollout},
+    store::{Lease, StoreError, rollouts::TickCommit},
+};
+
+/// How many rounds of act-then-decide one tick may take (a failed restore
+/// lets the machine pick the next cluster at once).
+const MAX_ACT_ROUNDS: usize = 16;
+
+pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
+    let store = &inner.store;
+    let tuning = &inner.config.tuning;
+    let (record, actions) = store.load_for_tick(lease).await?;
+    let context = act::TickContext::load(inner, &record).await?;
+    let mut machine: Rollout = record.machine.clone();
+    let mut version = record.version;
+    let mut before = machine.targets.clone();
+    let mut events: Vec<NewEvent> = Vec::new();
+    let mut pending: Vec<Effect> = Vec::new();
+
+    let now = clock::now();
+    for action in &actions {
+        pending.extend(machine.handle(
+            Input::Operator {
+                action: action.action,
+                actor: action.actor.clone(),
+                reason: action.reason.clone(),
+            },
+            now,
+            tuning,
+        ));
+    }
+    let processed: Vec<i64> = actions.iter().map(|a| a.id).collect();
+
+    let to_observe: Vec<_> = machine.targets_to_observe().into_iter().cloned().collect();
+    let observations = join_all(to_observe.iter().map(|t| context.observe(t))).await;
+    let now = clock::now();
+    for input in observations {
+        pending.extend(machine.handle(input, now, tuning));
+    }
+    pending.extend(machine.handle(Input::Tick, now, tuning));
+
+    let mut processed_actions: &[i64] = &processed;
+    for _round in 0..MAX_ACT_ROUNDS {
+        let (calls, new_events): (Vec<Effect>, Vec<Effect>) = pending
+            .drain(..)
+            .partition(|e| !matches!(e, Effect::Event(_)));
+        events.extend(new_events.into_iter().filter_map(|e| match e {
+            Effect::Event(event) => Some(event),
+            Effect::Apply { .. } | Effect::Restore { .. } => None,
+        }));
+        if calls.is_empty() {
+            break;
+        }
+        // Write-ahead: the decision to change these clusters is durable
+        // before any of them is touched.
+        version = store
+            .commit_tick(
+                lease,
+                TickCommit {
+                    expected_version: version,
+                    before: &before,
+                    after: &machine,
+                    events: &events,
+                    processed_actions,
+                    next_wake_at: machine.next_wake(clock::now(), tuning),
+                    release_lease: false,
+                },
+            )
+            .await?;
+        before = machine.targets.clone();
+        events.clear();
+        processed_actions = &[];
+
+        let results = join_all(calls.iter().map(|call| context.perform(lease, call))).await;
+        let now = clock::now();
+        for input in results {
+            pending.extend(machine.handle(input, now, tuning));
+        }
+    }
+
+    let now = clock::now();
+    store
+        .commit_tick(
+            lease,
+            TickCommit {
+                expected_version: version,
+                before: &before,
+                after: &machine,
+                events: &events,
+                processed_actions,
+                next_wake_at: machine.next_wake(now, tuning),
+                release_lease: true,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// A tick that failed before it could commit: give the lease back so the
+/// rollout is retried soon, by this replica or another.
+pub(super) async fn give_back(inner: &Inner, lease: &Lease, error: &anyhow::Error) {
+    if let Some(StoreError::LeaseLost(_)) = error.downcast_ref::<StoreError>() {
+        tracing::warn!(rollout = %lease.rollout_id, "lease lost; another engine owns the rollout now");
+        return;
+    }
+    tracing::error!(rollout = %lease.rollout_id, error = format!("{error:#}"), "tick failed; will retry");
+    let retry_at = clock::now() + inner.config.tuning.retry_backoff;
+    if let Err(e) = inner.store.release_lease(lease, retry_at).await {
+        tracing::error!(rollout = %lease.rollout_id, error = %e, "cannot give the lease back; it will expire");
+    }
+}

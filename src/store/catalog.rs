@@ -1,0 +1,210 @@
+//! Clusters, applications and plans: the catalog a rollout is built from.
+
+use std::collections::BTreeMap;
+
+use sqlx::{PgConnection, Row};
+
+use super::{Result, Store, StoreError};
+use crate::{
+    config::Config,
+    domain::{Application, Cluster, ClusterName, Parameters, Plan},
+};
+
+/// What reconciling a config file changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub clusters_changed: usize,
+    pub applications_changed: usize,
+    /// (plan name, new version)
+    pub new_plan_versions: Vec<(String, i32)>,
+}
+
+impl ReconcileReport {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Store {
+    /// Brings the catalog in line with a config file, in one transaction:
+    /// unchanged entries are not touched, a changed plan becomes a new
+    /// version.
+    pub async fn reconcile(&self, config: &Config) -> Result<ReconcileReport> {
+        let mut tx = self.pool.begin().await?;
+        // Serialise reconcilers (several replicas starting at once).
+        sqlx::query("SELECT pg_advisory_xact_lock(72201)")
+            .execute(&mut *tx)
+            .await?;
+        let mut report = ReconcileReport::default();
+        for cluster in &config.clusters {
+            if upsert_cluster(&mut tx, cluster).await? {
+                report.clusters_changed += 1;
+            }
+        }
+        for (spec, plan) in &config.plans {
+            let spec_json = to_json(spec)?;
+            let latest: Option<(i32, serde_json::Value)> = sqlx::query_as(
+                "SELECT version, spec FROM plans WHERE name = $1 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(&plan.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let next = match latest {
+                Some((_, ref stored)) if *stored == spec_json => continue,
+                Some((version, _)) => version + 1,
+                None => 1,
+            };
+            sqlx::query("INSERT INTO plans (name, version, spec, plan) VALUES ($1, $2, $3, $4)")
+                .bind(&plan.name)
+                .bind(next)
+                .bind(&spec_json)
+                .bind(to_json(plan)?)
+                .execute(&mut *tx)
+                .await?;
+            report.new_plan_versions.push((plan.name.clone(), next));
+        }
+        for app in &config.applications {
+            if upsert_application(&mut tx, app).await? {
+                report.applications_changed += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    pub async fn clusters(&self) -> Result<Vec<Cluster>> {
+        let rows = sqlx::query(
+            "SELECT name, region, timezone, labels, context FROM clusters ORDER BY region, name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|row| cluster_from_row(&row)).collect()
+    }
+
+    pub async fn applications(&self) -> Result<Vec<Application>> {
+        let rows = sqlx::query(
+            "SELECT name, namespace, plan_name, templates, parameters FROM applications ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|row| application_from_row(&row)).collect()
+    }
+
+    pub async fn application(&self, name: &str) -> Result<Application> {
+        let row = sqlx::query(
+            "SELECT name, namespace, plan_name, templates, parameters FROM applications WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("application `{name}`")))?;
+        application_from_row(&row)
+    }
+
+    /// The plan at a given version (the one a rollout pinned).
+    pub async fn plan(&self, name: &str, version: i32) -> Result<Plan> {
+        let (plan,): (serde_json::Value,) =
+            sqlx::query_as("SELECT plan FROM plans WHERE name = $1 AND version = $2")
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("plan `{name}` version {version}")))?;
+        serde_json::from_value(plan).map_err(|e| StoreError::Corrupt(format!("plan {name}: {e}")))
+    }
+}
+
+pub(super) async fn latest_plan(conn: &mut PgConnection, name: &str) -> Result<(i32, Plan)> {
+    let (version, plan): (i32, serde_json::Value) = sqlx::query_as(
+        "SELECT version, plan FROM plans WHERE name = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("plan `{name}`")))?;
+    let plan = serde_json::from_value(plan)
+        .map_err(|e| StoreError::Corrupt(format!("plan {name}: {e}")))?;
+    Ok((version, plan))
+}
+
+pub(super) async fn all_clusters(conn: &mut PgConnection) -> Result<Vec<Cluster>> {
+    let rows = sqlx::query("SELECT name, region, timezone, labels, context FROM clusters")
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.into_iter().map(|row| cluster_from_row(&row)).collect()
+}
+
+async fn upsert_cluster(conn: &mut PgConnection, cluster: &Cluster) -> Result<bool> {
+    let result = sqlx::query(
+        "INSERT INTO clusters (name, region, timezone, labels, context)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (name) DO UPDATE
+            SET region = EXCLUDED.region, timezone = EXCLUDED.timezone,
+                labels = EXCLUDED.labels, context = EXCLUDED.context, updated_at = now()
+          WHERE (clusters.region, clusters.timezone, clusters.labels, clusters.context)
+             IS DISTINCT FROM (EXCLUDED.region, EXCLUDED.timezone, EXCLUDED.labels, EXCLUDED.context)",
+    )
+    .bind(cluster.name.as_str())
+    .bind(&cluster.region)
+    .bind(cluster.timezone.name())
+    .bind(to_json(&cluster.labels)?)
+    .bind(&cluster.context)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+async fn upsert_application(conn: &mut PgConnection, app: &Application) -> Result<bool> {
+    let result = sqlx::query(
+        "INSERT INTO applications (name, namespace, plan_name, templates, parameters)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (name) DO UPDATE
+            SET namespace = EXCLUDED.namespace, plan_name = EXCLUDED.plan_name,
+                templates = EXCLUDED.templates, parameters = EXCLUDED.parameters, updated_at = now()
+          WHERE (applications.namespace, applications.plan_name, applications.templates, applications.parameters)
+             IS DISTINCT FROM (EXCLUDED.namespace, EXCLUDED.plan_name, EXCLUDED.templates, EXCLUDED.parameters)",
+    )
+    .bind(&app.name)
+    .bind(&app.namespace)
+    .bind(&app.plan)
+    .bind(to_json(&app.templates)?)
+    .bind(to_json(&app.parameters)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+fn cluster_from_row(row: &sqlx::postgres::PgRow) -> Result<Cluster> {
+    let name: String = row.try_get("name")?;
+    let timezone: String = row.try_get("timezone")?;
+    let labels: serde_json::Value = row.try_get("labels")?;
+    Ok(Cluster {
+        name: ClusterName::parse(&name).map_err(StoreError::Corrupt)?,
+        region: row.try_get("region")?,
+        timezone: timezone
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("cluster {name} timezone: {e}")))?,
+        labels: serde_json::from_value::<BTreeMap<String, String>>(labels)
+            .map_err(|e| StoreError::Corrupt(format!("cluster {name} labels: {e}")))?,
+        context: row.try_get("context")?,
+    })
+}
+
+fn application_from_row(row: &sqlx::postgres::PgRow) -> Result<Application> {
+    let name: String = row.try_get("name")?;
+    let templates: serde_json::Value = row.try_get("templates")?;
+    let parameters: serde_json::Value = row.try_get("parameters")?;
+    Ok(Application {
+        namespace: row.try_get("namespace")?,
+        plan: row.try_get("plan_name")?,
+        templates: serde_json::from_value(templates)
+            .map_err(|e| StoreError::Corrupt(format!("application {name} templates: {e}")))?,
+        parameters: serde_json::from_value::<Parameters>(parameters)
+            .map_err(|e| StoreError::Corrupt(format!("application {name} parameters: {e}")))?,
+        name,
+    })
+}
+
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

@@ -1,0 +1,610 @@
+//! Releases, rollouts and their targets; leases and fenced writes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, Row, postgres::PgRow};
+use uuid::Uuid;
+
+use super::{EVENTS_CHANNEL, Result, Store, StoreError, WAKE_CHANNEL, catalog, catalog::to_json};
+use crate::domain::{
+    EventKind, FailurePolicy, NewEvent, OperatorAction, Rollout, RolloutState, Target,
+    TargetState, machine::StagePolicy,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    pub id: Uuid,
+    pub application: String,
+    pub version: String,
+    pub image: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolloutRecord {
+    pub id: Uuid,
+    pub release: ReleaseRecord,
+    pub plan_name: String,
+    pub plan_version: i32,
+    pub machine: Rollout,
+    pub version: i64,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The right to drive one rollout for a while. Every write made under it is
+/// checked against it (fencing): once another engine claimed the rollout,
+/// writes under the old lease change nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub rollout_id: Uuid,
+    pub worker: String,
+    pub token: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingAction {
+    pub id: i64,
+    pub action: OperatorAction,
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+/// The rollout-level machine fields kept as one JSON document.
+#[derive(Serialize, Deserialize)]
+struct MachineDoc {
+    stages: Vec<StagePolicy>,
+    on_failure: FailurePolicy,
+    bake_started_at: Option<DateTime<Utc>>,
+    paused_from: Option<RolloutState>,
+    retry_at: Option<DateTime<Utc>>,
+    reason: Option<String>,
+}
+
+impl MachineDoc {
+    fn of(r: &Rollout) -> Self {
+        Self {
+            stages: r.stages.clone(),
+            on_failure: r.on_failure,
+            bake_started_at: r.bake_started_at,
+            paused_from: r.paused_from,
+            retry_at: r.retry_at,
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+impl Store {
+    /// Creates a release and its rollout on the application's current plan
+    /// version, in one transaction, and wakes the engines.
+    pub async fn create_release(
+        &self,
+        application: &str,
+        version: &str,
+        image: &str,
+        actor: &str,
+    ) -> Result<(ReleaseRecord, Uuid)> {
+        let mut tx = self.pool.begin().await?;
+        let app: Option<(String,)> =
+            sqlx::query_as("SELECT plan_name FROM applications WHERE name = $1 FOR UPDATE")
+                .bind(application)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((plan_name,)) = app else {
+            return Err(StoreError::NotFound(format!("application `{application}`")));
+        };
+        let active: Option<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, state FROM rollouts WHERE application = $1
+               AND state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted') LIMIT 1",
+        )
+        .bind(application)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id, state)) = active {
+            return Err(StoreError::Conflict(format!(
+                "application `{application}` already has an active rollout {id} ({state}); wait for it to finish or abort it"
+            )));
+        }
+        let exists: Option<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM releases WHERE application = $1 AND version = $2")
+                .bind(application)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "release `{version}` of `{application}` already exists; releases are immutable, use a new version"
+            )));
+        }
+        let (plan_version, plan) = catalog::latest_plan(&mut tx, &plan_name).await?;
+        let clusters = catalog::all_clusters(&mut tx).await?;
+        let waves = plan.assign(&clusters);
+        let machine = Rollout::new(&plan, &waves);
+
+        let release = ReleaseRecord {
+            id: Uuid::now_v7(),
+            application: application.to_owned(),
+            version: version.to_owned(),
+            image: image.to_owned(),
+            created_by: actor.to_owned(),
+            created_at: Utc::now(),
+        };
+        sqlx::query(
+            "INSERT INTO releases (id, application, version, image, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(release.id)
+        .bind(&release.application)
+        .bind(&release.version)
+        .bind(&release.image)
+        .bind(&release.created_by)
+        .bind(release.created_at)
+        .execute(&mut *tx)
+        .await?;
+
+        let rollout_id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO rollouts (id, release_id, application, plan_name, plan_version, state,
+                                   current_stage, machine, created_by, next_wake_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, now())",
+        )
+        .bind(rollout_id)
+        .bind(release.id)
+        .bind(application)
+        .bind(&plan_name)
+        .bind(plan_version)
+        .bind(machine.state.as_str())
+        .bind(to_json(&MachineDoc::of(&machine))?)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+        for (position, target) in machine.targets.iter().enumerate() {
+            insert_target(&mut tx, rollout_id, position, target).await?;
+        }
+        insert_events(
+            &mut tx,
+            rollout_id,
+            &[NewEvent {
+                kind: EventKind::RolloutCreated,
+                cluster: None,
+                actor: actor.to_owned(),
+                message: format!(
+                    "release {version} ({image}) of {application} created; rollout on plan {plan_name} v{plan_version} over {} cluster(s)",
+                    machine.targets.len()
+                ),
+            }],
+            None,
+        )
+        .await?;
+        notify(&mut tx, WAKE_CHANNEL, &rollout_id.to_string()).await?;
+        tx.commit().await?;
+        Ok((release, rollout_id))
+    }
+
+    pub async fn rollout(&self, id: Uuid) -> Result<RolloutRecord> {
+        let mut conn = self.pool.acquire().await?;
+        load_rollout(&mut conn, id).await
+    }
+
+    /// Rollouts, newest first, optionally only those of one application or
+    /// one state.
+    pub async fn rollouts(
+        &self,
+        application: Option<&str>,
+        state: Option<RolloutState>,
+        limit: i64,
+    ) -> Result<Vec<RolloutRecord>> {
+        let ids: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM rollouts
+              WHERE ($1::text IS NULL OR application = $1) AND ($2::text IS NULL OR state = $2)
+              ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(application)
+        .bind(state.map(|s| s.as_str()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            out.push(load_rollout(&mut conn, id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Claims up to `limit` due rollouts nobody holds, for `lease_secs`.
+    pub async fn claim_due(&self, worker: &str, lease_secs: f64, limit: i64) -> Result<Vec<Lease>> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "WITH due AS (
+                SELECT id FROM rollouts
+                 WHERE next_wake_at <= now()
+                   AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                 ORDER BY next_wake_at
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE rollouts r
+                SET lease_owner = $1,
+                    lease_expires_at = now() + make_interval(secs => $2),
+                    lease_token = r.lease_token + 1
+               FROM due WHERE r.id = due.id
+             RETURNING r.id, r.lease_token",
+        )
+        .bind(worker)
+        .bind(lease_secs)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(rollout_id, token)| Lease {
+                rollout_id,
+                worker: worker.to_owned(),
+                token,
+            })
+            .collect())
+    }
+
+    /// The earliest time any unleased rollout is due, for the engine's sleep.
+    pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>> {
+        let (at,): (Option<DateTime<Utc>>,) =
+            sqlx::query_as("SELECT min(next_wake_at) FROM rollouts WHERE next_wake_at IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(at)
+    }
+
+    /// Loads a leased rollout and its unprocessed operator actions.
+    pub async fn load_for_tick(&self, lease: &Lease) -> Result<(RolloutRecord, Vec<PendingAction>)> {
+        let mut conn = self.pool.acquire().await?;
+        let record = load_rollout(&mut conn, lease.rollout_id).await?;
+        let rows = sqlx::query(
+            "SELECT id, action, actor, reason FROM rollout_actions
+              WHERE rollout_id = $1 AND processed_at IS NULL ORDER BY id",
+        )
+        .bind(lease.rollout_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut actions = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row.try_get("action")?;
+            actions.push(PendingAction {
+                id: row.try_get("id")?,
+                action: OperatorAction::parse(&text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown action `{text}`")))?,
+                actor: row.try_get("actor")?,
+                reason: row.try_get("reason")?,
+            });
+        }
+        Ok((record, actions))
+    }
+
+    /// Writes the machine's new state, its events and processed actions in
+    /// one transaction, guarded by the lease and the version read. Returns
+    /// the new version; `LeaseLost` when the guard failed (nothing written).
+    pub async fn commit_tick(&self, lease: &Lease, tick: TickCommit<'_>) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let after = tick.after;
+        let release_lease = tick.release_lease;
+        let updated: Option<(i64,)> = sqlx::query_as(
+            "UPDATE rollouts
+                SET state = $4, current_stage = $5, machine = $6, finished_at = $7,
+                    next_wake_at = $8, version = version + 1, updated_at = now(),
+                    lease_owner = CASE WHEN $9 THEN NULL ELSE lease_owner END,
+                    lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END
+              WHERE id = $1 AND version = $10 AND lease_owner = $2 AND lease_token = $3
+             RETURNING version",
+        )
+        .bind(lease.rollout_id)
+        .bind(&lease.worker)
+        .bind(lease.token)
+        .bind(after.state.as_str())
+        .bind(i32::try_from(after.current_stage).unwrap_or(i32::MAX))
+        .bind(to_json(&MachineDoc::of(after))?)
+        .bind(after.finished_at)
+        .bind(tick.next_wake_at)
+        .bind(release_lease)
+        .bind(tick.expected_version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((version,)) = updated else {
+            return Err(StoreError::LeaseLost(lease.rollout_id));
+        };
+        for (position, target) in after.targets.iter().enumerate() {
+            let unchanged = tick.before.get(position) == Some(target);
+            if !unchanged {
+                update_target(&mut tx, lease.rollout_id, target).await?;
+            }
+        }
+        if !tick.processed_actions.is_empty() {
+            sqlx::query("UPDATE rollout_actions SET processed_at = now() WHERE id = ANY($1)")
+                .bind(tick.processed_actions)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_events(&mut tx, lease.rollout_id, tick.events, Some(lease)).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// Gives a lease back without changing the rollout (a tick that failed
+    /// before deciding anything), so another engine may retry at once.
+    pub async fn release_lease(&self, lease: &Lease, retry_at: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "UPDATE rollouts SET lease_owner = NULL, lease_expires_at = NULL,
+                    next_wake_at = LEAST(COALESCE(next_wake_at, $4), $4)
+              WHERE id = $1 AND lease_owner = $2 AND lease_token = $3",
+        )
+        .bind(lease.rollout_id)
+        .bind(&lease.worker)
+        .bind(lease.token)
+        .bind(retry_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records what a cluster ran before its first change, once.
+    pub async fn record_previous(
+        &self,
+        lease: &Lease,
+        cluster: &str,
+        previous: &serde_json::Value,
+    ) -> Result<()> {
+        let result = sqlx::query(
+            "UPDATE targets t SET previous = $3
+               FROM rollouts r
+              WHERE t.rollout_id = $1 AND t.cluster = $2 AND t.previous IS NULL
+                AND r.id = t.rollout_id AND r.lease_owner = $4 AND r.lease_token = $5",
+        )
+        .bind(lease.rollout_id)
+        .bind(cluster)
+        .bind(previous)
+        .bind(&lease.worker)
+        .bind(lease.token)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            // Either already recorded (fine) or the lease is gone.
+            let held: Option<(i64,)> = sqlx::query_as(
+                "SELECT lease_token FROM rollouts WHERE id = $1 AND lease_owner = $2 AND lease_token = $3",
+            )
+            .bind(lease.rollout_id)
+            .bind(&lease.worker)
+            .bind(lease.token)
+            .fetch_optional(&self.pool)
+            .await?;
+            if held.is_none() {
+                return Err(StoreError::LeaseLost(lease.rollout_id));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn previous(&self, rollout_id: Uuid, cluster: &str) -> Result<Option<serde_json::Value>> {
+        let row: Option<(Option<serde_json::Value>,)> =
+            sqlx::query_as("SELECT previous FROM targets WHERE rollout_id = $1 AND cluster = $2")
+                .bind(rollout_id)
+                .bind(cluster)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(p,)| p))
+    }
+
+    /// Queues an operator action for the engine and wakes it. Refuses (with
+    /// the current state) an action the rollout cannot take now.
+    pub async fn enqueue_action(
+        &self,
+        rollout_id: Uuid,
+        action: OperatorAction,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<RolloutState> {
+        let mut tx = self.pool.begin().await?;
+        let record = load_rollout(&mut tx, rollout_id).await?;
+        if !record.machine.accepts(action) {
+            return Err(StoreError::Conflict(format!(
+                "cannot {} a rollout that is {}",
+                action.as_str(),
+                record.machine.state.as_str()
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO rollout_actions (rollout_id, action, actor, reason) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(rollout_id)
+        .bind(action.as_str())
+        .bind(actor)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE rollouts SET next_wake_at = now() WHERE id = $1")
+            .bind(rollout_id)
+            .execute(&mut *tx)
+            .await?;
+        notify(&mut tx, WAKE_CHANNEL, &rollout_id.to_string()).await?;
+        tx.commit().await?;
+        Ok(record.machine.state)
+    }
+}
+
+/// One tick's outcome, to be written atomically.
+pub struct TickCommit<'a> {
+    pub expected_version: i64,
+    pub before: &'a [Target],
+    pub after: &'a Rollout,
+    pub events: &'a [NewEvent],
+    pub processed_actions: &'a [i64],
+    pub next_wake_at: Option<DateTime<Utc>>,
+    pub release_lease: bool,
+}
+
+async fn load_rollout(conn: &mut PgConnection, id: Uuid) -> Result<RolloutRecord> {
+    let row = sqlx::query(
+        "SELECT r.id, r.plan_name, r.plan_version, r.state, r.current_stage, r.machine,
+                r.version, r.created_by, r.created_at, r.updated_at, r.finished_at,
+                rel.id AS release_id, rel.application, rel.version AS release_version, rel.image,
+                rel.created_by AS release_created_by, rel.created_at AS release_created_at
+           FROM rollouts r JOIN releases rel ON rel.id = r.release_id WHERE r.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("rollout {id}")))?;
+    let targets = sqlx::query(
+        "SELECT cluster, region, stage, state, apply_seq, errors, message, updated_at
+           FROM targets WHERE rollout_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(target_from_row)
+    .collect::<Result<Vec<_>>>()?;
+    rollout_from_row(&row, targets)
+}
+
+fn rollout_from_row(row: &PgRow, targets: Vec<Target>) -> Result<RolloutRecord> {
+    let id: Uuid = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let doc: serde_json::Value = row.try_get("machine")?;
+    let doc: MachineDoc = serde_json::from_value(doc)
+        .map_err(|e| StoreError::Corrupt(format!("rollout {id} machine: {e}")))?;
+    let current_stage: i32 = row.try_get("current_stage")?;
+    let machine = Rollout {
+        state: RolloutState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("rollout {id} state `{state}`")))?,
+        current_stage: usize::try_from(current_stage).unwrap_or(0),
+        stages: doc.stages,
+        on_failure: doc.on_failure,
+        targets,
+        bake_started_at: doc.bake_started_at,
+        paused_from: doc.paused_from,
+        retry_at: doc.retry_at,
+        reason: doc.reason,
+        finished_at: row.try_get("finished_at")?,
+    };
+    Ok(RolloutRecord {
+        id,
+        release: ReleaseRecord {
+            id: row.try_get("release_id")?,
+            application: row.try_get("application")?,
+            version: row.try_get("release_version")?,
+            image: row.try_get("image")?,
+            created_by: row.try_get("release_created_by")?,
+            created_at: row.try_get("release_created_at")?,
+        },
+        plan_name: row.try_get("plan_name")?,
+        plan_version: row.try_get("plan_version")?,
+        machine,
+        version: row.try_get("version")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn target_from_row(row: &PgRow) -> Result<Target> {
+    let cluster: String = row.try_get("cluster")?;
+    let state: String = row.try_get("state")?;
+    let stage: i32 = row.try_get("stage")?;
+    let apply_seq: Option<i32> = row.try_get("apply_seq")?;
+    let errors: i32 = row.try_get("errors")?;
+    Ok(Target {
+        state: TargetState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("target {cluster} state `{state}`")))?,
+        region: row.try_get("region")?,
+        stage: usize::try_from(stage).unwrap_or(0),
+        apply_seq: apply_seq.and_then(|s| u32::try_from(s).ok()),
+        errors: u32::try_from(errors).unwrap_or(0),
+        message: row.try_get("message")?,
+        updated_at: row.try_get("updated_at")?,
+        cluster,
+    })
+}
+
+async fn insert_target(
+    conn: &mut PgConnection,
+    rollout_id: Uuid,
+    position: usize,
+    t: &Target,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO targets (rollout_id, cluster, region, stage, position, state)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(rollout_id)
+    .bind(&t.cluster)
+    .bind(&t.region)
+    .bind(i32::try_from(t.stage).unwrap_or(i32::MAX))
+    .bind(i32::try_from(position).unwrap_or(i32::MAX))
+    .bind(t.state.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn update_target(conn: &mut PgConnection, rollout_id: Uuid, t: &Target) -> Result<()> {
+    sqlx::query(
+        "UPDATE targets SET state = $3, apply_seq = $4, errors = $5, message = $6, updated_at = $7
+          WHERE rollout_id = $1 AND cluster = $2",
+    )
+    .bind(rollout_id)
+    .bind(&t.cluster)
+    .bind(t.state.as_str())
+    .bind(t.apply_seq.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
+    .bind(i32::try_from(t.errors).unwrap_or(i32::MAX))
+    .bind(&t.message)
+    .bind(t.updated_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_events(
+    conn: &mut PgConnection,
+    rollout_id: Uuid,
+    events: &[NewEvent],
+    lease: Option<&Lease>,
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let clusters: Vec<Option<&str>> = events.iter().map(|e| e.cluster.as_deref()).collect();
+    let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
+    let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+    let (last_id,): (Option<i64>,) = sqlx::query_as(
+        "WITH inserted AS (
+            INSERT INTO events (rollout_id, kind, cluster, actor, message, worker, lease_token)
+            SELECT $1, kind, cluster, actor, message, $6, $7
+              FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
+                   WITH ORDINALITY AS e(kind, cluster, actor, message, n)
+             ORDER BY n
+            RETURNING id)
+         SELECT max(id) FROM inserted",
+    )
+    .bind(rollout_id)
+    .bind(&kinds)
+    .bind(&clusters)
+    .bind(&actors)
+    .bind(&messages)
+    .bind(lease.map(|l| l.worker.as_str()))
+    .bind(lease.map(|l| l.token))
+    .fetch_one(&mut *conn)
+    .await?;
+    if let Some(id) = last_id {
+        notify(conn, EVENTS_CHANNEL, &id.to_string()).await?;
+    }
+    Ok(())
+}
+
+async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
