@@ -10,10 +10,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::domain::{
-    Application, Cluster, ClusterName, Parameters, Plan,
-    plan::PlanSpec,
-};
+use crate::domain::{Application, Cluster, ClusterName, Parameters, Plan, plan::PlanSpec};
 
 /// A problem in a config file: which file, where inside it, and what.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +25,13 @@ impl fmt::Display for ConfigError {
         if self.path.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}: at `{}`: {}", self.file.display(), self.path, self.message)
+            write!(
+                f,
+                "{}: at `{}`: {}",
+                self.file.display(),
+                self.path,
+                self.message
+            )
         }
     }
 }
@@ -105,15 +108,14 @@ impl Config {
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
         let raw: ConfigFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            let location = inner
-                .location()
-                .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-                .unwrap_or_default();
-            (
-                if path == "." { String::new() } else { path },
-                format!("{inner}{location}"),
-            )
+            let path = if path == "." { String::new() } else { path };
+            // serde_yaml_ng already says where (path, line and column).
+            let message = e.into_inner().to_string();
+            let message = message
+                .strip_prefix(&format!("{path}: "))
+                .map(str::to_owned)
+                .unwrap_or(message);
+            (path, message)
         })?;
 
         let mut names = BTreeSet::new();
@@ -156,19 +158,34 @@ impl Config {
         for (i, spec) in raw.applications.into_iter().enumerate() {
             let at = |field: &str| format!("applications[{i}].{field}");
             if !app_names.insert(spec.name.clone()) {
-                return Err((at("name"), format!("application `{}` is declared twice", spec.name)));
+                return Err((
+                    at("name"),
+                    format!("application `{}` is declared twice", spec.name),
+                ));
             }
             if !is_dns_label(&spec.name) {
-                return Err((at("name"), format!("`{}` is not a valid application name (lower-case letters, digits and `-`)", spec.name)));
+                return Err((
+                    at("name"),
+                    format!(
+                        "`{}` is not a valid application name (lower-case letters, digits and `-`)",
+                        spec.name
+                    ),
+                ));
             }
             if !is_dns_label(&spec.namespace) {
-                return Err((at("namespace"), format!("`{}` is not a valid Kubernetes namespace", spec.namespace)));
+                return Err((
+                    at("namespace"),
+                    format!("`{}` is not a valid Kubernetes namespace", spec.namespace),
+                ));
             }
             if !plan_names.contains(&spec.plan) {
                 return Err((at("plan"), format!("unknown plan `{}`", spec.plan)));
             }
             if spec.templates.is_empty() {
-                return Err((at("templates"), "an application needs at least one template".into()));
+                return Err((
+                    at("templates"),
+                    "an application needs at least one template".into(),
+                ));
             }
             for name in spec.parameters.clusters.keys() {
                 if !names.iter().any(|n| n.as_str() == name) {
@@ -178,8 +195,11 @@ impl Config {
                     ));
                 }
             }
-            crate::fleet::render::check_templates_with_params(&spec.templates, &spec.parameters.defaults)
-                .map_err(|e| (at(&format!("templates[{}]", e.template)), e.to_string()))?;
+            crate::fleet::render::check_templates_with_params(
+                &spec.templates,
+                &spec.parameters.defaults,
+            )
+            .map_err(|e| (at(&format!("templates[{}]", e.template)), e.to_string()))?;
             applications.push(Application {
                 name: spec.name,
                 namespace: spec.namespace,
@@ -190,7 +210,9 @@ impl Config {
         }
 
         Ok(Config {
-            kubeconfig: raw.kubeconfig.map(|p| if p.is_absolute() { p } else { base.join(p) }),
+            kubeconfig: raw
+                .kubeconfig
+                .map(|p| if p.is_absolute() { p } else { base.join(p) }),
             clusters,
             applications,
             plans,

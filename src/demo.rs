@@ -15,7 +15,12 @@ use crate::{
 /// canary, small, large and global waves.
 pub const DEMO_CLUSTERS: [(&str, &str, &str, &str); 8] = [
     // (name, region, timezone, labels)
-    ("use1-canary", "us-east", "America/New_York", "tier=canary,size=small"),
+    (
+        "use1-canary",
+        "us-east",
+        "America/New_York",
+        "tier=canary,size=small",
+    ),
     ("euw1-a", "eu-west", "Europe/Dublin", "size=small"),
     ("aps1-a", "ap-south", "Asia/Kolkata", "size=small"),
     ("use1-a", "us-east", "America/New_York", "size=large"),
@@ -147,7 +152,10 @@ pub fn write_sim_files(fleet: &SimFleet, dir: &Path) -> anyhow::Result<SimFiles>
 pub async fn run_sim(out: &Path) -> anyhow::Result<()> {
     let fleet = SimFleet::start(demo_cluster_specs(), SimOptions::default()).await?;
     let files = write_sim_files(&fleet, out)?;
-    println!("simulated fleet of {} clusters is running", fleet.cluster_names().len());
+    println!(
+        "simulated fleet of {} clusters is running",
+        fleet.cluster_names().len()
+    );
     println!("  kubeconfig:   {}", files.kubeconfig.display());
     println!("  config file:  {}", files.config.display());
     println!("  control API:  {}", fleet.control_url());

@@ -62,10 +62,10 @@ pub async fn serve_until(
         }
     };
     let result = run(options, config, &database_url, shutdown, on_ready).await;
-    if let Some(pg) = embedded {
-        if let Err(e) = pg.stop().await {
-            tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly");
-        }
+    if let Some(pg) = embedded
+        && let Err(e) = pg.stop().await
+    {
+        tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly");
     }
     result
 }
@@ -96,7 +96,7 @@ async fn run(
 
     let clusters = store.clusters().await?;
     let fleet = if clusters.is_empty() {
-        Fleet::empty(FleetOptions::default())
+        Fleet::empty()
     } else {
         let path = kubeconfig
             .or_else(default_kubeconfig)

@@ -32,10 +32,26 @@ impl Default for Metrics {
         let ticks = Counter::default();
         let tick_failures = Counter::default();
         let cluster_changes = Counter::default();
-        registry.register("releases_created", "Releases created through the API", releases_created.clone());
-        registry.register("engine_ticks", "Rollout ticks the engine completed", ticks.clone());
-        registry.register("engine_tick_failures", "Rollout ticks that failed and were retried", tick_failures.clone());
-        registry.register("cluster_changes", "Applies and restores sent to clusters", cluster_changes.clone());
+        registry.register(
+            "releases_created",
+            "Releases created through the API",
+            releases_created.clone(),
+        );
+        registry.register(
+            "engine_ticks",
+            "Rollout ticks the engine completed",
+            ticks.clone(),
+        );
+        registry.register(
+            "engine_tick_failures",
+            "Rollout ticks that failed and were retried",
+            tick_failures.clone(),
+        );
+        registry.register(
+            "cluster_changes",
+            "Applies and restores sent to clusters",
+            cluster_changes.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             releases_created,

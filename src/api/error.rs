@@ -102,9 +102,7 @@ impl From<JsonRejection> for ApiError {
         let status = rejection.status();
         let detail = rejection.body_text();
         match status {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(status, "Payload too large", detail)
-            }
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(status, "Payload too large", detail),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
                 status,
                 "Unsupported media type",

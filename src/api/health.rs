@@ -20,9 +20,15 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.store.ping().await {
         tracing::warn!(error = %e, "readiness: database unreachable");
-        return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n".to_owned());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unreachable\n".to_owned(),
+        );
     }
-    if !state.engine.is_ticking(crate::clock::now(), ENGINE_STALE_AFTER) {
+    if !state
+        .engine
+        .is_ticking(crate::clock::now(), ENGINE_STALE_AFTER)
+    {
         let last = state
             .engine
             .last_beat()
@@ -39,7 +45,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match state.metrics.encode() {
         Ok(text) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             text,
         )
             .into_response(),

@@ -1,5 +1,6 @@
 //! The HTTP surface: REST API under `/api/v1`, health endpoints, metrics.
 
+mod assets;
 mod error;
 mod health;
 mod releases;
@@ -44,6 +45,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found);
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(assets::index))
+        .route("/rollouts/{id}", get(assets::index))
+        .route("/assets/app.js", get(assets::app_js))
+        .route("/assets/style.css", get(assets::style_css))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

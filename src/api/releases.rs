@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    AppState, ApiError,
+    ApiError, AppState,
     error::ApiJson,
     views::{Links, links},
 };
@@ -38,7 +38,10 @@ pub async fn create(
     check_text("version", &body.version)?;
     check_text("image", &body.image)?;
     if body.image.chars().any(char::is_whitespace) {
-        return Err(ApiError::invalid("image", "an image reference has no spaces"));
+        return Err(ApiError::invalid(
+            "image",
+            "an image reference has no spaces",
+        ));
     }
     let (release, rollout_id) = state
         .store
@@ -57,7 +60,10 @@ pub async fn create(
 
 fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() {
-        return Err(ApiError::invalid(field, format!("`{field}` must not be empty")));
+        return Err(ApiError::invalid(
+            field,
+            format!("`{field}` must not be empty"),
+        ));
     }
     if value.len() > MAX_FIELD_LEN {
         return Err(ApiError::invalid(
@@ -66,7 +72,10 @@ fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::invalid(field, format!("`{field}` contains control characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("`{field}` contains control characters"),
+        ));
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    AppState, ApiError,
+    ApiError, AppState,
     views::{Items, RolloutView},
 };
 use crate::{
@@ -38,12 +38,17 @@ pub async fn list(
         None => None,
         Some(text) => Some(RolloutState::parse(text).ok_or_else(|| {
             let known: Vec<&str> = RolloutState::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::bad_request(format!("unknown state `{text}`; one of {}", known.join(", ")))
+            ApiError::bad_request(format!(
+                "unknown state `{text}`; one of {}",
+                known.join(", ")
+            ))
         })?),
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
     }
     let records = state
         .store
@@ -107,7 +112,9 @@ pub async fn act(
         None
     } else {
         serde_json::from_slice::<ActionBody>(&body)
-            .map_err(|e| ApiError::bad_request(format!("the body must be {{\"reason\": \"...\"}}: {e}")))?
+            .map_err(|e| {
+                ApiError::bad_request(format!("the body must be {{\"reason\": \"...\"}}: {e}"))
+            })?
             .reason
     };
     let current = state

@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{AppState, ApiError};
+use super::{ApiError, AppState};
 use crate::{
     domain::{Application, Cluster},
-    store::{RolloutRecord, ReleaseRecord},
+    store::{ReleaseRecord, RolloutRecord},
 };
 
 #[derive(Serialize)]
@@ -167,7 +167,13 @@ pub struct Items<T> {
 }
 
 pub async fn clusters(State(state): State<AppState>) -> Result<Json<Items<ClusterView>>, ApiError> {
-    let items = state.store.clusters().await?.into_iter().map(Into::into).collect();
+    let items = state
+        .store
+        .clusters()
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(Items { items }))
 }
 

@@ -52,8 +52,14 @@ mod tests {
 
     #[test]
     fn parses_the_forms_people_write() {
-        assert_eq!("30s".parse::<HumanDuration>(), Ok(HumanDuration::from_secs(30)));
-        assert_eq!("1h 30m".parse::<HumanDuration>(), Ok(HumanDuration::from_secs(5400)));
+        assert_eq!(
+            "30s".parse::<HumanDuration>(),
+            Ok(HumanDuration::from_secs(30))
+        );
+        assert_eq!(
+            "1h 30m".parse::<HumanDuration>(),
+            Ok(HumanDuration::from_secs(5400))
+        );
         assert_eq!(
             "500ms".parse::<HumanDuration>(),
             Ok(HumanDuration(Duration::from_millis(500)))

@@ -104,9 +104,15 @@ impl OperatorAction {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pause, Self::Resume, Self::Approve, Self::Rollback, Self::Abort]
-            .into_iter()
-            .find(|a| a.as_str() == text)
+        [
+            Self::Pause,
+            Self::Resume,
+            Self::Approve,
+            Self::Rollback,
+            Self::Abort,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == text)
     }
 }
 
@@ -120,7 +126,9 @@ pub enum Input {
         reason: Option<String>,
     },
     /// The apply reached the cluster (or the cluster already ran it).
-    Applied { cluster: String },
+    Applied {
+        cluster: String,
+    },
     ApplyFailed {
         cluster: String,
         error: String,
@@ -128,10 +136,18 @@ pub enum Input {
     },
     /// A status read of a target's workloads (new release, or restored one
     /// while verifying a rollback).
-    Observed { cluster: String, progress: Progress },
+    Observed {
+        cluster: String,
+        progress: Progress,
+    },
     /// A status read could not be made.
-    Unreachable { cluster: String, error: String },
-    Restored { cluster: String },
+    Unreachable {
+        cluster: String,
+        error: String,
+    },
+    Restored {
+        cluster: String,
+    },
     RestoreFailed {
         cluster: String,
         error: String,
@@ -142,9 +158,13 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Change the cluster to this rollout's release.
-    Apply { cluster: String },
+    Apply {
+        cluster: String,
+    },
     /// Put the cluster back to what it ran before this rollout.
-    Restore { cluster: String },
+    Restore {
+        cluster: String,
+    },
     Event(NewEvent),
 }
 
@@ -262,7 +282,10 @@ impl Rollout {
                 }
             }
             S::RollingBack => {
-                let busy = self.targets.iter().any(|t| t.state == TargetState::Verifying);
+                let busy = self
+                    .targets
+                    .iter()
+                    .any(|t| t.state == TargetState::Verifying);
                 if !busy {
                     at(self.retry_at.unwrap_or(now).max(now));
                 }
@@ -273,11 +296,18 @@ impl Rollout {
         wake
     }
 
+    /// Whether the next `Tick` would call a cluster: an apply to retry, or a
+    /// pending target with a free `max_parallel` slot. A pending target that
+    /// waits for a slot is not due: it waits for an observation.
     fn has_calls_due(&self) -> bool {
-        self.targets.iter().any(|t| {
-            t.stage == self.current_stage
-                && matches!(t.state, TargetState::Pending | TargetState::Applying)
-        })
+        let k = self.current_stage;
+        let in_stage = || self.targets.iter().filter(move |t| t.stage == k);
+        let applying = in_stage().any(|t| t.state == TargetState::Applying);
+        let in_flight = in_stage()
+            .filter(|t| matches!(t.state, TargetState::Applying | TargetState::Progressing))
+            .count();
+        let pending = in_stage().any(|t| t.state == TargetState::Pending);
+        applying || (pending && in_flight < self.stages[k].max_parallel as usize)
     }
 
     /// Feeds one input to the machine.
@@ -321,15 +351,26 @@ impl Rollout {
         match self.state {
             S::Pending => {
                 self.state = S::Running;
-                emit(out, EventKind::RolloutStarted, None, "rollout started".into());
+                emit(
+                    out,
+                    EventKind::RolloutStarted,
+                    None,
+                    "rollout started".into(),
+                );
                 self.start_stage(out);
                 self.run(now, out);
             }
             S::Running => self.run(now, out),
-            S::RollingBack => self.roll_back_next(now, out),
+            S::RollingBack => {}
             // Nothing moves on its own in these states; operators move them.
             S::Paused | S::AwaitingApproval | S::WaitingForWindow => {}
             S::Succeeded | S::RolledBack | S::Failed | S::Aborted => {}
+        }
+        // Restores are decided here only, like applies: a rollback decided
+        // by an operator or an observation earlier in the engine's round
+        // gets its first restore from this tick, once.
+        if self.state == S::RollingBack {
+            self.roll_back_next(now, out);
         }
     }
 
@@ -412,7 +453,10 @@ impl Rollout {
                 out,
                 EventKind::StageHealthy,
                 None,
-                format!("stage `{}` stayed healthy for its bake time", self.stages[k].name),
+                format!(
+                    "stage `{}` stayed healthy for its bake time",
+                    self.stages[k].name
+                ),
             );
             self.bake_started_at = None;
             if k + 1 == self.stages.len() {
@@ -426,7 +470,10 @@ impl Rollout {
                     out,
                     EventKind::AwaitingApproval,
                     None,
-                    format!("stage `{}` needs approval to start", self.stages[k + 1].name),
+                    format!(
+                        "stage `{}` needs approval to start",
+                        self.stages[k + 1].name
+                    ),
                 );
                 return;
             }
@@ -480,7 +527,7 @@ impl Rollout {
         out: &mut Vec<Effect>,
     ) {
         match self.on_failure {
-            FailurePolicy::Rollback => self.start_rollback(reason, actor, now, out),
+            FailurePolicy::Rollback => self.start_rollback(reason, actor, out),
             FailurePolicy::Halt => {
                 self.finish(RolloutState::Failed, now);
                 emit(
@@ -494,13 +541,7 @@ impl Rollout {
         }
     }
 
-    fn start_rollback(
-        &mut self,
-        reason: String,
-        actor: &str,
-        now: DateTime<Utc>,
-        out: &mut Vec<Effect>,
-    ) {
+    fn start_rollback(&mut self, reason: String, actor: &str, out: &mut Vec<Effect>) {
         self.state = RolloutState::RollingBack;
         self.bake_started_at = None;
         self.paused_from = None;
@@ -525,13 +566,17 @@ impl Rollout {
             message,
         }));
         self.reason = Some(reason);
-        self.roll_back_next(now, out);
+        // The first restore goes out with the next tick.
     }
 
     /// Restores one changed cluster at a time, newest first, verifying each
     /// before the next.
     fn roll_back_next(&mut self, now: DateTime<Utc>, out: &mut Vec<Effect>) {
-        if self.targets.iter().any(|t| t.state == TargetState::Verifying) {
+        if self
+            .targets
+            .iter()
+            .any(|t| t.state == TargetState::Verifying)
+        {
             return;
         }
         if self.retry_at.is_some_and(|t| t > now) {
@@ -585,7 +630,10 @@ impl Rollout {
                 "every changed cluster is back on its previous revision".into(),
             );
         } else {
-            let message = format!("rollback incomplete: could not restore {}", failed.join(", "));
+            let message = format!(
+                "rollback incomplete: could not restore {}",
+                failed.join(", ")
+            );
             self.finish(RolloutState::Failed, now);
             emit(out, EventKind::Failed, None, message);
         }
@@ -606,7 +654,10 @@ impl Rollout {
         now: DateTime<Utc>,
         out: &mut Vec<Effect>,
     ) {
-        let why = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        let why = reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
         if !self.accepts(action) {
             out.push(Effect::Event(NewEvent {
                 kind: EventKind::ActionRejected,
@@ -636,7 +687,10 @@ impl Rollout {
             }
             OperatorAction::Resume => {
                 self.state = self.paused_from.take().unwrap_or(RolloutState::Running);
-                out.push(event(EventKind::Resumed, format!("resumed by {actor}{why}")));
+                out.push(event(
+                    EventKind::Resumed,
+                    format!("resumed by {actor}{why}"),
+                ));
             }
             OperatorAction::Approve => {
                 self.state = RolloutState::Running;
@@ -653,7 +707,7 @@ impl Rollout {
             }
             OperatorAction::Rollback => {
                 let reason = format!("rollback requested by {actor}{why}");
-                self.start_rollback(reason, actor, now, out);
+                self.start_rollback(reason, actor, out);
             }
             OperatorAction::Abort => {
                 self.finish(RolloutState::Aborted, now);
@@ -754,11 +808,14 @@ impl Rollout {
                 t.message = Some(message.clone());
                 t.updated_at = Some(now);
                 self.bake_started_at = None;
+                self.stage_undone();
                 emit(
                     out,
                     EventKind::TargetRetrying,
                     Some(cluster),
-                    format!("{cluster} is no longer rolled out ({message}); the bake starts again once it is"),
+                    format!(
+                        "{cluster} is no longer rolled out ({message}); the bake starts again once it is"
+                    ),
                 );
             }
             (TargetState::Progressing | TargetState::RolledOut, Progress::Failed(reason)) => {
@@ -779,7 +836,12 @@ impl Rollout {
                 t.message = Some(message);
             }
             (TargetState::Verifying, Progress::Failed(reason)) => {
-                self.give_up_restore(cluster, format!("restored revision did not roll out: {reason}"), now, out);
+                self.give_up_restore(
+                    cluster,
+                    format!("restored revision did not roll out: {reason}"),
+                    now,
+                    out,
+                );
             }
             (_, _) => {}
         }
@@ -864,32 +926,75 @@ impl Rollout {
         self.give_up_restore(cluster, format!("restore failed: {error}"), now, out);
     }
 
-    fn give_up_restore(&mut self, cluster: &str, message: String, now: DateTime<Utc>, out: &mut Vec<Effect>) {
+    fn give_up_restore(
+        &mut self,
+        cluster: &str,
+        message: String,
+        now: DateTime<Utc>,
+        out: &mut Vec<Effect>,
+    ) {
         if let Some(t) = self.target_mut(cluster) {
             t.state = TargetState::RestoreFailed;
             t.message = Some(message.clone());
             t.updated_at = Some(now);
         }
-        emit(out, EventKind::TargetRestoreFailed, Some(cluster), format!("{cluster}: {message}"));
-        // The next restore may go ahead at once.
-        self.roll_back_next(now, out);
+        emit(
+            out,
+            EventKind::TargetRestoreFailed,
+            Some(cluster),
+            format!("{cluster}: {message}"),
+        );
+        // The next restore goes out with the next tick (`next_wake` is now).
     }
 
-    fn fail_target(&mut self, cluster: &str, message: String, now: DateTime<Utc>, out: &mut Vec<Effect>) {
+    /// The current stage was done and is not any more (a target stopped
+    /// being ready, or failed while paused): it must not be approved as it
+    /// is. It goes back to running, which bakes it again (and asks for the
+    /// approval again) or acts on the failure.
+    fn stage_undone(&mut self) {
+        use RolloutState as S;
+        match self.state {
+            S::AwaitingApproval | S::WaitingForWindow => self.state = S::Running,
+            S::Paused
+                if matches!(
+                    self.paused_from,
+                    Some(S::AwaitingApproval | S::WaitingForWindow)
+                ) =>
+            {
+                self.paused_from = Some(S::Running);
+            }
+            _ => {}
+        }
+    }
+
+    fn fail_target(
+        &mut self,
+        cluster: &str,
+        message: String,
+        now: DateTime<Utc>,
+        out: &mut Vec<Effect>,
+    ) {
         if let Some(t) = self.target_mut(cluster) {
             t.state = TargetState::Failed;
             t.message = Some(message.clone());
             t.updated_at = Some(now);
         }
-        emit(out, EventKind::TargetFailed, Some(cluster), format!("{cluster}: {message}"));
+        emit(
+            out,
+            EventKind::TargetFailed,
+            Some(cluster),
+            format!("{cluster}: {message}"),
+        );
         match self.state {
-            RolloutState::Running | RolloutState::AwaitingApproval | RolloutState::WaitingForWindow => {
+            RolloutState::Running
+            | RolloutState::AwaitingApproval
+            | RolloutState::WaitingForWindow => {
                 let reason = format!("cluster {cluster} failed: {message}");
                 self.on_target_failure(reason, ENGINE_ACTOR, now, out);
             }
             // A paused rollout changes no cluster; the failure is acted on
             // when it resumes.
-            RolloutState::Paused => {}
+            RolloutState::Paused => self.stage_undone(),
             RolloutState::Pending
             | RolloutState::RollingBack
             | RolloutState::Succeeded

@@ -53,17 +53,9 @@ enum Behaviour {
     /// Rolls out, stops being ready `after` seconds later for `len` seconds,
     /// then is ready again.
     Flaps { rollout: i64, after: i64, len: i64 },
-}
-
-impl Behaviour {
-    /// Whether a rollout that reaches this cluster must fail on it.
-    fn certainly_fails(self) -> bool {
-        matches!(self, Self::NeverRollsOut { .. } | Self::Rejected)
-    }
-
-    fn is_healthy(self) -> bool {
-        matches!(self, Self::Healthy { .. } | Self::Flaps { .. })
-    }
+    /// The first `failures` applies fail with a transient error (a 503),
+    /// then it is healthy.
+    FlakyApply { failures: u32, rollout: i64 },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +68,7 @@ struct ClusterCase {
 #[derive(Debug)]
 struct SimCluster {
     case: ClusterCase,
+    applies: u32,
     applied_at: Option<DateTime<Utc>>,
     restored_at: Option<DateTime<Utc>>,
 }
@@ -92,6 +85,7 @@ impl World {
                 .map(|(name, case)| {
                     let sim = SimCluster {
                         case,
+                        applies: 0,
                         applied_at: None,
                         restored_at: None,
                     };
@@ -127,12 +121,23 @@ impl World {
                 transient: true,
             };
         }
-        if c.case.behaviour == Behaviour::Rejected {
-            return Input::ApplyFailed {
-                cluster,
-                error: "admission webhook denied the request".into(),
-                transient: false,
-            };
+        c.applies += 1;
+        match c.case.behaviour {
+            Behaviour::Rejected => {
+                return Input::ApplyFailed {
+                    cluster,
+                    error: "admission webhook denied the request".into(),
+                    transient: false,
+                };
+            }
+            Behaviour::FlakyApply { failures, .. } if c.applies <= failures => {
+                return Input::ApplyFailed {
+                    cluster,
+                    error: "503 Service Unavailable".into(),
+                    transient: true,
+                };
+            }
+            _ => {}
         }
         // Applies are idempotent: a second one changes nothing.
         c.applied_at.get_or_insert(now);
@@ -172,7 +177,9 @@ impl World {
         } else if let Some(applied) = c.applied_at {
             let age = now - applied;
             match c.case.behaviour {
-                Behaviour::Healthy { rollout } | Behaviour::Unreachable { rollout, .. } => {
+                Behaviour::Healthy { rollout }
+                | Behaviour::Unreachable { rollout, .. }
+                | Behaviour::FlakyApply { rollout, .. } => {
                     if age >= secs(rollout) {
                         Progress::Complete
                     } else {
@@ -300,10 +307,6 @@ impl Case {
                 .find(|&i| cluster_name(s, i) == cluster)
                 .map(|i| stage.clusters[i].behaviour)
         })
-    }
-
-    fn all_clusters(&self) -> impl Iterator<Item = ClusterCase> + '_ {
-        self.stages.iter().flat_map(|s| s.clusters.iter().copied())
     }
 }
 
@@ -529,7 +532,11 @@ fn summary(effect: &Effect) -> String {
     match effect {
         Effect::Apply { cluster } => format!("APPLY {cluster}"),
         Effect::Restore { cluster } => format!("RESTORE {cluster}"),
-        Effect::Event(ev) => format!("{}[{}]", ev.kind.as_str(), ev.cluster.as_deref().unwrap_or("")),
+        Effect::Event(ev) => format!(
+            "{}[{}]",
+            ev.kind.as_str(),
+            ev.cluster.as_deref().unwrap_or("")
+        ),
     }
 }
 
@@ -595,16 +602,24 @@ fn restores(run: &Run) -> Vec<(usize, &str)> {
     })
 }
 
-fn calls<'r>(run: &'r Run, pick: impl Fn(&'r Effect) -> Option<&'r String>) -> Vec<(usize, &'r str)> {
+fn calls<'r>(
+    run: &'r Run,
+    pick: impl Fn(&'r Effect) -> Option<&'r String>,
+) -> Vec<(usize, &'r str)> {
     run.steps
         .iter()
         .enumerate()
-        .flat_map(|(i, step)| step.effects.iter().filter_map(|e| pick(e)).map(move |c| (i, c.as_str())))
+        .flat_map(|(i, step)| {
+            step.effects
+                .iter()
+                .filter_map(&pick)
+                .map(move |c| (i, c.as_str()))
+        })
         .collect()
 }
 
 /// Each changed cluster with the position of its first apply.
-fn first_applies<'r>(run: &'r Run) -> BTreeMap<&'r str, usize> {
+fn first_applies(run: &Run) -> BTreeMap<&str, usize> {
     let mut first = BTreeMap::new();
     for (n, (_, cluster)) in applies(run).into_iter().enumerate() {
         first.entry(cluster).or_insert(n);
@@ -768,19 +783,24 @@ fn check_rollback(run: &Run) -> Check {
             return Err(format!("step {i}: restored {cluster} a second time"));
         }
         let Some(&seq) = first.get(cluster) else {
-            return Err(format!("step {i}: restored {cluster}, which was never applied"));
+            return Err(format!(
+                "step {i}: restored {cluster}, which was never applied"
+            ));
         };
-        if let Some(&previous) = order.last() {
-            if first[previous] <= seq {
-                return Err(format!(
-                    "step {i}: restored {cluster} (apply #{seq}) after {previous} (apply #{})",
-                    first[previous]
-                ));
-            }
+        if let Some(&previous) = order.last()
+            && first[previous] <= seq
+        {
+            return Err(format!(
+                "step {i}: restored {cluster} (apply #{seq}) after {previous} (apply #{})",
+                first[previous]
+            ));
         }
         order.push(cluster);
     }
-    let rolling_back = run.steps.iter().any(|s| s.has_event(EventKind::RollbackStarted));
+    let rolling_back = run
+        .steps
+        .iter()
+        .any(|s| s.has_event(EventKind::RollbackStarted));
     if !rolling_back && !order.is_empty() {
         return Err("restores without a rollback".into());
     }
@@ -797,7 +817,9 @@ fn check_rollback(run: &Run) -> Check {
         let end = run
             .steps
             .iter()
-            .rposition(|s| s.after == RolloutState::RolledBack && s.before != RolloutState::RolledBack)
+            .rposition(|s| {
+                s.after == RolloutState::RolledBack && s.before != RolloutState::RolledBack
+            })
             .expect("a step ended the rollout");
         for &cluster in &order {
             let last_restore = restores
@@ -818,20 +840,33 @@ fn check_rollback(run: &Run) -> Check {
     Ok(())
 }
 
-/// Invariant 4: a paused rollout changes no cluster. An operator's rollback
-/// of a paused rollout is an explicit end of the pause, so it may.
+/// Invariant 4: a paused rollout changes no cluster, up to and including
+/// the input that ends the pause; and only an operator ends it (resume, or
+/// a rollback or abort, whose restores come with the tick after it).
 fn check_pause(run: &Run) -> Check {
     for (i, step) in run.steps.iter().enumerate() {
-        let paused = step.before == RolloutState::Paused || step.after == RolloutState::Paused;
-        let rollback = step.accepted_operator(OperatorAction::Rollback);
-        if paused && !rollback {
-            if let Some(call) = step
-                .effects
-                .iter()
-                .find(|e| matches!(e, Effect::Apply { .. } | Effect::Restore { .. }))
-            {
-                return Err(format!("step {i}: {} while paused", summary(call)));
+        if step.before == RolloutState::Paused && step.after != RolloutState::Paused {
+            let by_operator = [
+                OperatorAction::Resume,
+                OperatorAction::Rollback,
+                OperatorAction::Abort,
+            ]
+            .into_iter()
+            .any(|a| step.accepted_operator(a));
+            if !by_operator {
+                return Err(format!(
+                    "step {i}: left the pause for {} without an operator",
+                    step.after.as_str()
+                ));
             }
+        }
+        let paused = step.before == RolloutState::Paused || step.after == RolloutState::Paused;
+        let call = step
+            .effects
+            .iter()
+            .find(|e| matches!(e, Effect::Apply { .. } | Effect::Restore { .. }));
+        if let (true, Some(call)) = (paused, call) {
+            return Err(format!("step {i}: {} while paused", summary(call)));
         }
     }
     Ok(())
@@ -851,12 +886,16 @@ fn check_events(run: &Run) -> Check {
                 }
                 Effect::Apply { cluster } => {
                     if !announced.contains(&(EventKind::TargetApplying, cluster.as_str())) {
-                        return Err(format!("step {i}: apply to {cluster} with no event before it"));
+                        return Err(format!(
+                            "step {i}: apply to {cluster} with no event before it"
+                        ));
                     }
                 }
                 Effect::Restore { cluster } => {
                     if !announced.contains(&(EventKind::TargetRestoring, cluster.as_str())) {
-                        return Err(format!("step {i}: restore of {cluster} with no event before it"));
+                        return Err(format!(
+                            "step {i}: restore of {cluster} with no event before it"
+                        ));
                     }
                 }
             }
@@ -919,6 +958,7 @@ fn any_behaviour() -> BoxedStrategy<Behaviour> {
         1 => (0i64..=900, 1i64..=120, 0i64..=90)
             .prop_map(|(from, len, rollout)| Behaviour::Unreachable { from, len, rollout }),
         1 => (0i64..=60, 0i64..=300).prop_map(|(rollout, after)| Behaviour::Degrades { rollout, after }),
+        1 => (1u32..=6, 0i64..=60).prop_map(|(failures, rollout)| Behaviour::FlakyApply { failures, rollout }),
     ]
     .boxed()
 }
@@ -935,20 +975,42 @@ fn stage(behaviour: BoxedStrategy<Behaviour>) -> impl Strategy<Value = StageCase
         prop::bool::weighted(0.3),
         0i64..=300,
     )
-        .prop_map(|(clusters, max_parallel, bake, approval, approve_after)| StageCase {
-            clusters,
-            max_parallel,
-            bake,
-            approval,
-            approve_after,
-        })
+        .prop_map(
+            |(clusters, max_parallel, bake, approval, approve_after)| StageCase {
+                clusters,
+                max_parallel,
+                bake,
+                approval,
+                approve_after,
+            },
+        )
+}
+
+/// When an operator action comes, in seconds after the start or after
+/// another action, so that some land at the moments that matter.
+#[derive(Clone, Copy, Debug)]
+enum When {
+    Never,
+    At(i64),
+    /// Part way (0 to 1) into the first pause, else at this time.
+    DuringPause(f64, i64),
+    /// This long after the rollback, else at this time.
+    AfterRollback(i64, i64),
 }
 
 fn operator_actions() -> BoxedStrategy<Vec<(i64, OperatorAction)>> {
     let pause = prop::option::weighted(0.5, (0i64..=900, 1i64..=600));
     let second_pause = prop::option::weighted(0.2, (0i64..=1500, 1i64..=300));
-    let rollback = prop::option::weighted(0.25, 0i64..=1500);
-    let abort = prop::option::weighted(0.1, 0i64..=1500);
+    let rollback = prop_oneof![
+        6 => Just(When::Never),
+        2 => (0i64..=1500).prop_map(When::At),
+        1 => (0.0f64..1.0, 0i64..=1500).prop_map(|(part, at)| When::DuringPause(part, at)),
+    ];
+    let abort = prop_oneof![
+        12 => Just(When::Never),
+        1 => (0i64..=1500).prop_map(When::At),
+        1 => (0i64..=30, 0i64..=1500).prop_map(|(after, at)| When::AfterRollback(after, at)),
+    ];
     (pause, second_pause, rollback, abort)
         .prop_map(|(pause, second_pause, rollback, abort)| {
             let mut actions = Vec::new();
@@ -956,8 +1018,18 @@ fn operator_actions() -> BoxedStrategy<Vec<(i64, OperatorAction)>> {
                 actions.push((at, OperatorAction::Pause));
                 actions.push((at + resume_after, OperatorAction::Resume));
             }
-            actions.extend(rollback.map(|at| (at, OperatorAction::Rollback)));
-            actions.extend(abort.map(|at| (at, OperatorAction::Abort)));
+            let when = |w: When, rollback_at: Option<i64>| match w {
+                When::Never => None,
+                When::At(at) => Some(at),
+                When::DuringPause(part, at) => Some(pause.map_or(at, |(from, len)| {
+                    // Truncation is fine: any second inside the pause will do.
+                    from + (len as f64 * part) as i64
+                })),
+                When::AfterRollback(after, at) => Some(rollback_at.map_or(at, |r| r + after)),
+            };
+            let rollback_at = when(rollback, None);
+            actions.extend(rollback_at.map(|at| (at, OperatorAction::Rollback)));
+            actions.extend(when(abort, rollback_at).map(|at| (at, OperatorAction::Abort)));
             actions
         })
         .boxed()
@@ -1021,8 +1093,22 @@ fn failing_case() -> impl Strategy<Value = Case> {
 // Properties
 // ---------------------------------------------------------------------------
 
+/// Cases per property; `PROPTEST_CASES` overrides it. Failures are not
+/// persisted to a file: each bug found gets an example test below instead.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(512);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn every_trace_keeps_the_invariants_whatever_clusters_and_operators_do(
@@ -1082,5 +1168,698 @@ proptest! {
                 prop_assert!(restores(&run).is_empty(), "{}", describe(&run));
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Coverage of the generators
+// ---------------------------------------------------------------------------
+
+/// The situations a run went through, to check that the random cases reach
+/// the paths the properties are about.
+fn situations(run: &Run) -> BTreeSet<&'static str> {
+    let mut seen = BTreeSet::new();
+    let mut add = |cond: bool, name: &'static str| {
+        if cond {
+            seen.insert(name);
+        }
+    };
+    add(
+        run.rollout.state == RolloutState::Succeeded,
+        "ended succeeded",
+    );
+    add(
+        run.rollout.state == RolloutState::RolledBack,
+        "ended rolled back",
+    );
+    add(run.rollout.state == RolloutState::Failed, "ended failed");
+    add(run.rollout.state == RolloutState::Aborted, "ended aborted");
+    for step in &run.steps {
+        let event = |k| step.has_event(k);
+        let op = |a| step.accepted_operator(a);
+        use RolloutState as S;
+        add(step.stage_after >= 2, "reached a third stage");
+        add(op(OperatorAction::Approve), "approved a stage");
+        add(
+            matches!(
+                &step.input,
+                Input::Operator {
+                    action: OperatorAction::Approve,
+                    ..
+                }
+            ) && event(EventKind::ActionRejected),
+            "approval rejected",
+        );
+        add(
+            step.before == S::Paused && event(EventKind::TargetFailed),
+            "failure while paused",
+        );
+        add(
+            step.before == S::Paused && step.after == S::Paused && event(EventKind::TargetRetrying),
+            "not ready any more while paused",
+        );
+        add(
+            step.before == S::AwaitingApproval && event(EventKind::TargetRetrying),
+            "not ready any more while awaiting approval",
+        );
+        add(
+            step.before == S::AwaitingApproval && event(EventKind::TargetFailed),
+            "failure while awaiting approval",
+        );
+        add(
+            op(OperatorAction::Pause) && step.before == S::AwaitingApproval,
+            "paused awaiting approval",
+        );
+        add(
+            op(OperatorAction::Rollback) && step.before == S::Paused,
+            "rolled back while paused",
+        );
+        add(
+            op(OperatorAction::Rollback) && step.before == S::Succeeded,
+            "rolled back after success",
+        );
+        add(
+            op(OperatorAction::Rollback) && step.before == S::Failed,
+            "rolled back after halting",
+        );
+        add(
+            op(OperatorAction::Abort) && step.before == S::RollingBack,
+            "aborted while rolling back",
+        );
+        add(
+            matches!(
+                step.input,
+                Input::ApplyFailed {
+                    transient: true,
+                    ..
+                }
+            ),
+            "transient apply error",
+        );
+        add(
+            matches!(
+                step.input,
+                Input::ApplyFailed {
+                    transient: false,
+                    ..
+                }
+            ),
+            "apply rejected",
+        );
+        add(
+            matches!(
+                step.input,
+                Input::RestoreFailed {
+                    transient: true,
+                    ..
+                }
+            ),
+            "transient restore error",
+        );
+        add(
+            event(EventKind::TargetRestoreFailed),
+            "restore failed for good",
+        );
+        add(
+            event(EventKind::StageBaking) && step.before == S::Running,
+            "baked a stage",
+        );
+    }
+    seen
+}
+
+#[test]
+fn the_random_cases_reach_every_situation_the_properties_are_about() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = case(any_behaviour(), operator_actions());
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for _ in 0..512 {
+        let case = strategy.new_tree(&mut runner).expect("a case").current();
+        for s in situations(&drive(&case)) {
+            *counts.entry(s).or_default() += 1;
+        }
+    }
+    let wanted = [
+        "ended succeeded",
+        "ended rolled back",
+        "ended failed",
+        "ended aborted",
+        "reached a third stage",
+        "baked a stage",
+        "approved a stage",
+        "approval rejected",
+        "failure while paused",
+        "not ready any more while paused",
+        "not ready any more while awaiting approval",
+        "failure while awaiting approval",
+        "paused awaiting approval",
+        "rolled back while paused",
+        "rolled back after success",
+        "rolled back after halting",
+        "aborted while rolling back",
+        "transient apply error",
+        "apply rejected",
+        "transient restore error",
+        "restore failed for good",
+    ];
+    let missing: Vec<&str> = wanted
+        .into_iter()
+        .filter(|w| !counts.contains_key(w))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "never reached {missing:?}; reached {counts:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Examples
+// ---------------------------------------------------------------------------
+
+/// A plan of `stages` (behaviours, max_parallel, bake seconds, approval) with
+/// default tuning, restores that verify at once and an approver who acts at
+/// once.
+fn case_of(stages: Vec<(Vec<Behaviour>, u32, i64, bool)>, on_failure: FailurePolicy) -> Case {
+    Case {
+        stages: stages
+            .into_iter()
+            .map(|(behaviours, max_parallel, bake, approval)| StageCase {
+                clusters: behaviours
+                    .into_iter()
+                    .map(|behaviour| ClusterCase {
+                        behaviour,
+                        restore_time: 0,
+                    })
+                    .collect(),
+                max_parallel,
+                bake,
+                approval,
+                approve_after: 0,
+            })
+            .collect(),
+        on_failure,
+        actions: Vec::new(),
+        tuning: Tuning::default(),
+    }
+}
+
+const HEALTHY: Behaviour = Behaviour::Healthy { rollout: 0 };
+
+/// A rollout driven by hand, one input at a time, at seconds after `start()`.
+struct Bench {
+    rollout: Rollout,
+    tuning: Tuning,
+}
+
+impl Bench {
+    fn new(case: &Case) -> Bench {
+        Bench {
+            rollout: case.rollout(),
+            tuning: case.tuning,
+        }
+    }
+
+    fn at(&mut self, s: i64, input: Input) -> Vec<Effect> {
+        self.rollout.handle(input, start() + secs(s), &self.tuning)
+    }
+
+    fn tick(&mut self, s: i64) -> Vec<Effect> {
+        self.at(s, Input::Tick)
+    }
+
+    fn operator(&mut self, s: i64, action: OperatorAction) -> Vec<Effect> {
+        let input = Input::Operator {
+            action,
+            actor: "alice".into(),
+            reason: None,
+        };
+        self.at(s, input)
+    }
+
+    /// `next_wake` as seconds after `start()`.
+    fn wake(&self, s: i64) -> Option<i64> {
+        self.rollout
+            .next_wake(start() + secs(s), &self.tuning)
+            .map(|w| (w - start()).num_seconds())
+    }
+
+    fn state(&self) -> RolloutState {
+        self.rollout.state
+    }
+
+    fn target(&self, cluster: &str) -> TargetState {
+        self.rollout
+            .targets
+            .iter()
+            .find(|t| t.cluster == cluster)
+            .map(|t| t.state)
+            .expect("a target")
+    }
+}
+
+fn applied(cluster: &str) -> Input {
+    Input::Applied {
+        cluster: cluster.into(),
+    }
+}
+
+fn observed(cluster: &str, progress: Progress) -> Input {
+    Input::Observed {
+        cluster: cluster.into(),
+        progress,
+    }
+}
+
+fn not_ready() -> Progress {
+    Progress::Progressing("1 of 3 updated replicas are available".into())
+}
+
+fn apply_failed_transiently(cluster: &str) -> Input {
+    Input::ApplyFailed {
+        cluster: cluster.into(),
+        error: "503 Service Unavailable".into(),
+        transient: true,
+    }
+}
+
+fn applies_in(effects: &[Effect]) -> Vec<&str> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Apply { cluster } => Some(cluster.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn restores_in(effects: &[Effect]) -> Vec<&str> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Restore { cluster } => Some(cluster.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kinds(effects: &[Effect]) -> Vec<EventKind> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Event(ev) => Some(ev.kind),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_stage_promotes_exactly_when_its_bake_time_ends() {
+    let mut case = case_of(
+        vec![(vec![HEALTHY], 1, 60, false), (vec![HEALTHY], 1, 0, false)],
+        FailurePolicy::Rollback,
+    );
+    // Observations rarer than the bake, so the wake is the bake's end.
+    case.tuning.observe_interval = secs(600);
+    let mut bench = Bench::new(&case);
+    assert_eq!(applies_in(&bench.tick(0)), ["s0-c0"]);
+    bench.at(0, applied("s0-c0"));
+    bench.at(5, observed("s0-c0", Progress::Complete));
+    let baking = bench.tick(5);
+    assert_eq!(kinds(&baking), [EventKind::StageBaking]);
+    assert_eq!(bench.wake(5), Some(65), "wakes when the bake ends");
+
+    assert!(applies_in(&bench.tick(64)).is_empty(), "one second early");
+    let promoted = bench.tick(65);
+    assert_eq!(applies_in(&promoted), ["s1-c0"]);
+    assert_eq!(
+        kinds(&promoted),
+        [
+            EventKind::StageHealthy,
+            EventKind::StageStarted,
+            EventKind::TargetApplying
+        ]
+    );
+}
+
+#[test]
+fn the_next_stage_starts_at_the_first_wake_after_the_bake_in_a_driven_run() {
+    let case = case_of(
+        vec![
+            (vec![Behaviour::Healthy { rollout: 7 }], 1, 60, false),
+            (vec![HEALTHY], 1, 0, false),
+        ],
+        FailurePolicy::Rollback,
+    );
+    let run = drive(&case);
+    let times: Vec<(i64, &str)> = applies(&run)
+        .into_iter()
+        .map(|(i, c)| ((run.steps[i].at - start()).num_seconds(), c))
+        .collect();
+    assert_eq!(times, [(0, "s0-c0"), (67, "s1-c0")], "{}", describe(&run));
+    assert_eq!(run.rollout.state, RolloutState::Succeeded);
+}
+
+#[test]
+fn an_approval_while_running_is_rejected_and_changes_nothing() {
+    let case = case_of(
+        vec![(vec![HEALTHY], 1, 0, false), (vec![HEALTHY], 1, 0, true)],
+        FailurePolicy::Rollback,
+    );
+    let mut bench = Bench::new(&case);
+    bench.tick(0);
+    bench.at(0, applied("s0-c0"));
+    assert!(!bench.rollout.accepts(OperatorAction::Approve));
+    let before = bench.rollout.clone();
+
+    let effects = bench.operator(1, OperatorAction::Approve);
+
+    assert_eq!(bench.rollout, before);
+    let [Effect::Event(event)] = effects.as_slice() else {
+        panic!("expected one event, got {effects:?}");
+    };
+    assert_eq!(event.kind, EventKind::ActionRejected);
+    assert_eq!(event.actor, "alice");
+    assert!(event.message.contains("running"), "{}", event.message);
+}
+
+#[test]
+fn transient_apply_errors_retry_after_the_backoff_and_fail_the_target_after_max_consecutive_errors()
+{
+    let mut case = case_of(vec![(vec![HEALTHY], 1, 0, false)], FailurePolicy::Rollback);
+    case.tuning.max_consecutive_errors = 3;
+    case.tuning.retry_backoff = secs(5);
+    let mut bench = Bench::new(&case);
+
+    assert_eq!(applies_in(&bench.tick(0)), ["s0-c0"]);
+    assert_eq!(
+        kinds(&bench.at(0, apply_failed_transiently("s0-c0"))),
+        [EventKind::TargetRetrying]
+    );
+    assert_eq!(bench.wake(0), Some(5), "waits for the backoff");
+    assert!(
+        applies_in(&bench.tick(4)).is_empty(),
+        "no call before the backoff"
+    );
+    assert_eq!(applies_in(&bench.tick(5)), ["s0-c0"]);
+    assert_eq!(
+        kinds(&bench.at(5, apply_failed_transiently("s0-c0"))),
+        [EventKind::TargetRetrying]
+    );
+    assert_eq!(applies_in(&bench.tick(10)), ["s0-c0"]);
+
+    let third = bench.at(10, apply_failed_transiently("s0-c0"));
+    assert_eq!(
+        kinds(&third),
+        [EventKind::TargetFailed, EventKind::RollbackStarted]
+    );
+    assert_eq!(bench.target("s0-c0"), TargetState::Failed);
+    assert_eq!(bench.state(), RolloutState::RollingBack);
+    // The apply may have partly landed: the cluster is restored.
+    assert_eq!(bench.wake(10), Some(10));
+    assert_eq!(restores_in(&bench.tick(10)), ["s0-c0"]);
+}
+
+#[test]
+fn a_successful_apply_clears_the_count_of_transient_errors() {
+    let mut case = case_of(vec![(vec![HEALTHY], 1, 0, false)], FailurePolicy::Rollback);
+    case.tuning.max_consecutive_errors = 2;
+    let mut bench = Bench::new(&case);
+    bench.tick(0);
+    bench.at(0, apply_failed_transiently("s0-c0"));
+    bench.tick(2);
+    bench.at(2, applied("s0-c0"));
+    assert_eq!(bench.target("s0-c0"), TargetState::Progressing);
+    assert_eq!(bench.rollout.targets[0].errors, 0);
+}
+
+#[test]
+fn a_failure_while_paused_is_acted_on_only_after_resume() {
+    let case = case_of(
+        vec![(vec![HEALTHY, HEALTHY], 2, 0, false)],
+        FailurePolicy::Rollback,
+    );
+    let mut bench = Bench::new(&case);
+    assert_eq!(applies_in(&bench.tick(0)), ["s0-c0", "s0-c1"]);
+    bench.at(0, applied("s0-c0"));
+    bench.at(0, applied("s0-c1"));
+    assert_eq!(
+        kinds(&bench.operator(1, OperatorAction::Pause)),
+        [EventKind::Paused]
+    );
+
+    let failure = bench.at(
+        2,
+        observed("s0-c0", Progress::Failed("ProgressDeadlineExceeded".into())),
+    );
+    assert_eq!(kinds(&failure), [EventKind::TargetFailed]);
+    assert_eq!(bench.state(), RolloutState::Paused);
+    assert!(bench.tick(2).is_empty());
+    assert!(bench.tick(300).is_empty());
+
+    assert_eq!(
+        kinds(&bench.operator(301, OperatorAction::Resume)),
+        [EventKind::Resumed]
+    );
+    let resumed = bench.tick(301);
+    assert_eq!(bench.state(), RolloutState::RollingBack);
+    assert_eq!(
+        kinds(&resumed),
+        [EventKind::RollbackStarted, EventKind::TargetRestoring]
+    );
+    assert_eq!(restores_in(&resumed), ["s0-c1"], "newest first");
+}
+
+#[test]
+fn a_failure_while_paused_awaiting_approval_is_acted_on_after_resume_not_approved_past() {
+    let case = case_of(
+        vec![(vec![HEALTHY], 1, 0, false), (vec![HEALTHY], 1, 0, true)],
+        FailurePolicy::Rollback,
+    );
+    let mut bench = Bench::new(&case);
+    bench.tick(0);
+    bench.at(0, applied("s0-c0"));
+    bench.at(1, observed("s0-c0", Progress::Complete));
+    bench.tick(1);
+    assert_eq!(bench.state(), RolloutState::AwaitingApproval);
+    bench.operator(2, OperatorAction::Pause);
+    bench.at(
+        3,
+        observed("s0-c0", Progress::Failed("CrashLoopBackOff".into())),
+    );
+    assert!(bench.tick(3).is_empty());
+
+    bench.operator(4, OperatorAction::Resume);
+    assert!(
+        !bench.rollout.accepts(OperatorAction::Approve),
+        "a failed stage cannot be approved"
+    );
+    let resumed = bench.tick(4);
+    assert_eq!(bench.state(), RolloutState::RollingBack);
+    assert_eq!(restores_in(&resumed), ["s0-c0"]);
+}
+
+#[test]
+fn a_stage_that_stops_being_ready_while_awaiting_approval_bakes_again_before_asking_again() {
+    let case = case_of(
+        vec![(vec![HEALTHY], 1, 30, false), (vec![HEALTHY], 1, 0, true)],
+        FailurePolicy::Rollback,
+    );
+    let mut bench = Bench::new(&case);
+    bench.tick(0);
+    bench.at(0, applied("s0-c0"));
+    bench.at(1, observed("s0-c0", Progress::Complete));
+    bench.tick(1);
+    bench.tick(31);
+    assert_eq!(bench.state(), RolloutState::AwaitingApproval);
+
+    bench.at(40, observed("s0-c0", not_ready()));
+    assert_eq!(bench.state(), RolloutState::Running);
+    assert!(!bench.rollout.accepts(OperatorAction::Approve));
+    bench.tick(40);
+    bench.at(50, observed("s0-c0", Progress::Complete));
+    assert_eq!(kinds(&bench.tick(50)), [EventKind::StageBaking]);
+    bench.tick(79);
+    assert_eq!(bench.state(), RolloutState::Running, "still baking");
+    assert_eq!(
+        kinds(&bench.tick(80)),
+        [EventKind::StageHealthy, EventKind::AwaitingApproval]
+    );
+
+    bench.operator(81, OperatorAction::Approve);
+    assert_eq!(applies_in(&bench.tick(81)), ["s1-c0"]);
+}
+
+#[test]
+fn a_stage_waiting_for_a_free_slot_sleeps_until_the_next_observation() {
+    let case = case_of(
+        vec![(vec![HEALTHY, HEALTHY, HEALTHY], 1, 0, false)],
+        FailurePolicy::Rollback,
+    );
+    let mut bench = Bench::new(&case);
+    assert_eq!(applies_in(&bench.tick(0)), ["s0-c0"]);
+    bench.at(0, applied("s0-c0"));
+    assert_eq!(
+        bench.wake(0),
+        Some(1),
+        "not now: nothing to do until s0-c0 is looked at"
+    );
+}
+
+#[test]
+fn a_rollback_decided_while_observing_restores_each_changed_cluster_once_newest_first() {
+    let case = case_of(
+        vec![(
+            vec![
+                HEALTHY,
+                Behaviour::Healthy { rollout: 20 },
+                Behaviour::NeverRollsOut { deadline: 10 },
+            ],
+            3,
+            0,
+            false,
+        )],
+        FailurePolicy::Rollback,
+    );
+    let run = drive(&case);
+    let restored: Vec<&str> = restores(&run).into_iter().map(|(_, c)| c).collect();
+    assert_eq!(restored, ["s0-c2", "s0-c1", "s0-c0"], "{}", describe(&run));
+    assert_eq!(run.rollout.state, RolloutState::RolledBack);
+    assert!(
+        run.rollout
+            .targets
+            .iter()
+            .all(|t| t.state == TargetState::Restored)
+    );
+}
+
+#[test]
+fn an_operator_rollback_of_a_succeeded_rollout_restores_every_cluster_once() {
+    let mut case = case_of(
+        vec![
+            (vec![HEALTHY, HEALTHY], 1, 0, false),
+            (vec![HEALTHY], 1, 0, false),
+        ],
+        FailurePolicy::Rollback,
+    );
+    case.actions = vec![(600, OperatorAction::Rollback)];
+    let run = drive(&case);
+    verdict_or_panic(&run);
+    let restored: Vec<&str> = restores(&run).into_iter().map(|(_, c)| c).collect();
+    assert_eq!(restored, ["s1-c0", "s0-c1", "s0-c0"]);
+    assert_eq!(run.rollout.state, RolloutState::RolledBack);
+}
+
+#[test]
+fn on_failure_halt_ends_failed_and_leaves_every_cluster_as_it_is() {
+    let case = case_of(
+        vec![
+            (vec![HEALTHY, HEALTHY], 2, 0, false),
+            (vec![Behaviour::Rejected, HEALTHY], 1, 0, false),
+        ],
+        FailurePolicy::Halt,
+    );
+    let run = drive(&case);
+    verdict_or_panic(&run);
+    assert_eq!(run.rollout.state, RolloutState::Failed);
+    assert!(restores(&run).is_empty(), "{}", describe(&run));
+    assert!(
+        run.rollout
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("s1-c0"))
+    );
+    let failed = run
+        .steps
+        .iter()
+        .flat_map(|s| &s.effects)
+        .find_map(|e| match e {
+            Effect::Event(ev) if ev.kind == EventKind::Failed => Some(ev.message.clone()),
+            _ => None,
+        });
+    assert!(failed.is_some_and(|m| m.contains("halt")));
+    let untouched: Vec<&str> = applies(&run).into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        untouched,
+        ["s0-c0", "s0-c1", "s1-c0"],
+        "s1-c1 is never touched"
+    );
+}
+
+#[test]
+fn a_cluster_unreachable_for_fewer_reads_than_the_limit_only_delays_the_rollout() {
+    let case = case_of(
+        vec![(
+            vec![Behaviour::Unreachable {
+                from: 2,
+                len: 3,
+                rollout: 10,
+            }],
+            1,
+            0,
+            false,
+        )],
+        FailurePolicy::Rollback,
+    );
+    let run = drive(&case);
+    verdict_or_panic(&run);
+    assert_eq!(
+        run.rollout.state,
+        RolloutState::Succeeded,
+        "{}",
+        describe(&run)
+    );
+    let unreachable = run
+        .steps
+        .iter()
+        .filter(|s| matches!(s.input, Input::Unreachable { .. }))
+        .count();
+    assert_eq!(unreachable, 3);
+}
+
+#[test]
+fn a_cluster_unreachable_for_too_long_fails_and_is_restored_once_it_answers() {
+    let mut case = case_of(
+        vec![(
+            vec![Behaviour::Unreachable {
+                from: 2,
+                len: 30,
+                rollout: 10,
+            }],
+            1,
+            0,
+            false,
+        )],
+        FailurePolicy::Rollback,
+    );
+    case.tuning.retry_backoff = secs(30);
+    let run = drive(&case);
+    verdict_or_panic(&run);
+    assert_eq!(
+        run.rollout.state,
+        RolloutState::RolledBack,
+        "{}",
+        describe(&run)
+    );
+    let restore_errors = run
+        .steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.input,
+                Input::RestoreFailed {
+                    transient: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(restore_errors, 1, "{}", describe(&run));
+}
+
+fn verdict_or_panic(run: &Run) {
+    if let Err(e) = check_invariants(run) {
+        panic!("{e}\n{}", describe(run));
     }
 }

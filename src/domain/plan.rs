@@ -125,7 +125,9 @@ impl SelectorSpec {
             Self::Keyword(word) if word == "all" => Ok(ClusterSelector::All),
             Self::Keyword(word) => Err(PlanError::at(
                 path,
-                format!("`{word}` is not a selector: write `all`, `{{names: [...]}}` or `{{labels: {{key: value}}}}`"),
+                format!(
+                    "`{word}` is not a selector: write `all`, `{{names: [...]}}` or `{{labels: {{key: value}}}}`"
+                ),
             )),
             Self::Fields(SelectorFields {
                 names: Some(names),
@@ -138,7 +140,8 @@ impl SelectorSpec {
                     .iter()
                     .enumerate()
                     .map(|(i, n)| {
-                        ClusterName::parse(n).map_err(|e| PlanError::at(format!("{path}.names[{i}]"), e))
+                        ClusterName::parse(n)
+                            .map_err(|e| PlanError::at(format!("{path}.names[{i}]"), e))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(ClusterSelector::Names(parsed))
@@ -174,7 +177,10 @@ impl Plan {
         for (i, stage) in spec.stages.iter().enumerate() {
             let path = format!("stages[{i}]");
             if stage.name.trim().is_empty() {
-                return Err(PlanError::at(format!("{path}.name"), "a stage needs a name"));
+                return Err(PlanError::at(
+                    format!("{path}.name"),
+                    "a stage needs a name",
+                ));
             }
             if !seen_names.insert(stage.name.clone()) {
                 return Err(PlanError::at(
@@ -270,7 +276,11 @@ mod tests {
 
     #[test]
     fn clusters_go_to_the_first_stage_that_selects_them() {
-        let clusters = vec![cluster("b", "canary"), cluster("a", "prod"), cluster("c", "prod")];
+        let clusters = vec![
+            cluster("b", "canary"),
+            cluster("a", "prod"),
+            cluster("c", "prod"),
+        ];
         let plan = Plan::from_spec(
             &spec("name: p\nstages:\n- {name: canary, clusters: {labels: {tier: canary}}}\n- {name: rest, clusters: all, max_parallel: 2, bake: 10s}\n"),
             &clusters,
@@ -309,7 +319,9 @@ mod tests {
     #[test]
     fn a_selector_with_both_forms_is_refused() {
         let err = Plan::from_spec(
-            &spec("name: p\nstages:\n- {name: one, clusters: {names: [a], labels: {tier: prod}}}\n"),
+            &spec(
+                "name: p\nstages:\n- {name: one, clusters: {names: [a], labels: {tier: prod}}}\n",
+            ),
             &[cluster("a", "prod")],
         )
         .unwrap_err();

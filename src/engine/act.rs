@@ -6,11 +6,7 @@ use std::collections::HashMap;
 use super::Inner;
 use crate::{
     domain::{Application, Cluster, Effect, Input, Progress, Target, TargetState},
-    fleet::{
-        Snapshot,
-        render::{self, Manifest, RenderContext},
-        status::RolloutProgress,
-    },
+    fleet::{Manifest, RenderContext, RolloutProgress, Snapshot, render},
     store::{Lease, RolloutRecord},
 };
 
@@ -77,7 +73,12 @@ impl<'a> TickContext<'a> {
                 Ok(Some(snapshot)) => fleet.snapshot_progress(&cluster, &snapshot).await,
                 // Never changed, so nothing to verify.
                 Ok(None) => Ok(RolloutProgress::Complete),
-                Err(e) => return unreachable(cluster, format!("cannot read the recorded revision: {e:#}")),
+                Err(e) => {
+                    return unreachable(
+                        cluster,
+                        format!("cannot read the recorded revision: {e:#}"),
+                    );
+                }
             }
         } else {
             match self.manifests(&cluster) {
@@ -132,7 +133,12 @@ impl<'a> TickContext<'a> {
             };
         }
         let recorded = match serde_json::to_value(&current) {
-            Ok(value) => self.inner.store.record_previous(lease, cluster, &value).await,
+            Ok(value) => {
+                self.inner
+                    .store
+                    .record_previous(lease, cluster, &value)
+                    .await
+            }
             Err(e) => return failed(format!("cannot encode the current revision: {e}"), false),
         };
         if let Err(e) = recorded {
@@ -184,4 +190,3 @@ fn to_progress(progress: RolloutProgress) -> Progress {
         RolloutProgress::Failed { reason } => Progress::Failed(reason),
     }
 }
-

@@ -84,7 +84,10 @@ impl Engine {
         tracing::info!(worker = %inner.config.worker_id, "engine started");
         loop {
             inner.health.beat();
-            let free = inner.config.max_concurrent_ticks.saturating_sub(ticks.len());
+            let free = inner
+                .config
+                .max_concurrent_ticks
+                .saturating_sub(ticks.len());
             if free > 0 {
                 match self.claim_and_spawn(free, &mut ticks).await {
                     Ok(_) => {}
@@ -122,7 +125,11 @@ impl Engine {
         Ok(count)
     }
 
-    async fn claim_and_spawn(&self, limit: usize, ticks: &mut JoinSet<()>) -> anyhow::Result<usize> {
+    async fn claim_and_spawn(
+        &self,
+        limit: usize,
+        ticks: &mut JoinSet<()>,
+    ) -> anyhow::Result<usize> {
         let inner = &self.inner;
         let leases = inner
             .store

@@ -40,7 +40,11 @@ impl Manifest {
 
     /// `Kind namespace/name`, the way error messages and logs name an object.
     pub fn describe(&self) -> String {
-        describe_object(self.kind(), self.namespace().unwrap_or_default(), self.name())
+        describe_object(
+            self.kind(),
+            self.namespace().unwrap_or_default(),
+            self.name(),
+        )
     }
 
     fn str_at(&self, path: &[&str]) -> Option<&str> {
@@ -177,9 +181,15 @@ mod tests {
     #[test]
     fn api_resources_match_the_kubernetes_paths() {
         let d = Kind::Deployment.api_resource();
-        assert_eq!((d.group.as_str(), d.version.as_str(), d.plural.as_str()), ("apps", "v1", "deployments"));
+        assert_eq!(
+            (d.group.as_str(), d.version.as_str(), d.plural.as_str()),
+            ("apps", "v1", "deployments")
+        );
         let c = Kind::ConfigMap.api_resource();
-        assert_eq!((c.group.as_str(), c.version.as_str(), c.api_version.as_str()), ("", "v1", "v1"));
+        assert_eq!(
+            (c.group.as_str(), c.version.as_str(), c.api_version.as_str()),
+            ("", "v1", "v1")
+        );
         assert_eq!(Kind::from_type("extensions/v1beta1", "Deployment"), None);
         assert_eq!(Kind::from_type("v1", "Secret"), Some(Kind::Secret));
     }

@@ -89,7 +89,11 @@ pub struct RenderError {
 
 impl RenderError {
     fn new(template: usize, message: impl Into<String>) -> RenderError {
-        RenderError { template, line: None, message: message.into() }
+        RenderError {
+            template,
+            line: None,
+            message: message.into(),
+        }
     }
 
     fn from_jinja(template: usize, err: &minijinja::Error) -> RenderError {
@@ -97,7 +101,11 @@ impl RenderError {
             Some(detail) => format!("{}: {detail}", err.kind()),
             None => err.kind().to_string(),
         };
-        RenderError { template, line: err.line(), message }
+        RenderError {
+            template,
+            line: err.line(),
+            message,
+        }
     }
 }
 
@@ -124,7 +132,9 @@ pub fn render(templates: &[String], ctx: &RenderContext) -> Result<Vec<Manifest>
         let template = env
             .template_from_named_str(&name, source)
             .map_err(|e| RenderError::from_jinja(index, &e))?;
-        let text = template.render(&vars).map_err(|e| RenderError::from_jinja(index, &e))?;
+        let text = template
+            .render(&vars)
+            .map_err(|e| RenderError::from_jinja(index, &e))?;
         for manifest in parse_documents(index, &text)? {
             let manifest = finish(index, manifest, ctx)?;
             let identity = (
@@ -215,7 +225,10 @@ fn parse_documents(template: usize, text: &str) -> Result<Vec<Value>, RenderErro
                 .location()
                 .map(|l| format!(" at rendered line {}, column {}", l.line(), l.column()))
                 .unwrap_or_default();
-            RenderError::new(template, format!("document {doc_index} is not valid YAML{at}: {e}"))
+            RenderError::new(
+                template,
+                format!("document {doc_index} is not valid YAML{at}: {e}"),
+            )
         })?;
         if !value.is_null() {
             documents.push(value);
@@ -230,11 +243,15 @@ fn finish(template: usize, mut value: Value, ctx: &RenderContext) -> Result<Mani
     let object = value
         .as_object_mut()
         .ok_or_else(|| fail("a document is not a mapping".to_owned()))?;
-    let api_version = string_field(object, "apiVersion").ok_or_else(|| fail("a document has no apiVersion".to_owned()))?;
-    let kind = string_field(object, "kind").ok_or_else(|| fail("a document has no kind".to_owned()))?;
+    let api_version = string_field(object, "apiVersion")
+        .ok_or_else(|| fail("a document has no apiVersion".to_owned()))?;
+    let kind =
+        string_field(object, "kind").ok_or_else(|| fail("a document has no kind".to_owned()))?;
     if Kind::from_type(&api_version, &kind).is_none() {
-        let supported: Vec<String> =
-            Kind::ALL.iter().map(|k| format!("{} ({})", k.name(), k.api_version())).collect();
+        let supported: Vec<String> = Kind::ALL
+            .iter()
+            .map(|k| format!("{} ({})", k.name(), k.api_version()))
+            .collect();
         return Err(fail(format!(
             "{kind} ({api_version}) is not supported; supported kinds: {}",
             supported.join(", ")
@@ -245,16 +262,26 @@ fn finish(template: usize, mut value: Value, ctx: &RenderContext) -> Result<Mani
         .or_insert_with(|| Value::Object(Map::new()))
         .as_object_mut()
         .ok_or_else(|| fail(format!("{kind}: metadata is not a mapping")))?;
-    let name = string_field(metadata, "name").ok_or_else(|| fail(format!("{kind}: metadata.name is missing or empty")))?;
+    let name = string_field(metadata, "name")
+        .ok_or_else(|| fail(format!("{kind}: metadata.name is missing or empty")))?;
     match metadata.get("namespace") {
         None | Some(Value::Null) => {
             metadata.insert("namespace".to_owned(), Value::String(ctx.namespace.clone()));
         }
         Some(Value::String(ns)) if !ns.is_empty() => {}
-        Some(_) => return Err(fail(format!("{kind} {name}: metadata.namespace is not a non-empty string"))),
+        Some(_) => {
+            return Err(fail(format!(
+                "{kind} {name}: metadata.namespace is not a non-empty string"
+            )));
+        }
     }
-    insert_into_map(metadata, "annotations", RELEASE_ANNOTATION, &ctx.release_id.to_string())
-        .map_err(|m| fail(format!("{kind} {name}: {m}")))?;
+    insert_into_map(
+        metadata,
+        "annotations",
+        RELEASE_ANNOTATION,
+        &ctx.release_id.to_string(),
+    )
+    .map_err(|m| fail(format!("{kind} {name}: {m}")))?;
     insert_into_map(metadata, "labels", MANAGED_BY_LABEL, MANAGED_BY_VALUE)
         .map_err(|m| fail(format!("{kind} {name}: {m}")))?;
     Ok(Manifest(value))
@@ -269,8 +296,15 @@ fn string_field(object: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 /// Sets `metadata.<map>.<key> = value`, creating the map when absent or null.
-fn insert_into_map(metadata: &mut Map<String, Value>, map: &str, key: &str, value: &str) -> Result<(), String> {
-    let entry = metadata.entry(map).or_insert_with(|| Value::Object(Map::new()));
+fn insert_into_map(
+    metadata: &mut Map<String, Value>,
+    map: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    let entry = metadata
+        .entry(map)
+        .or_insert_with(|| Value::Object(Map::new()));
     if entry.is_null() {
         *entry = Value::Object(Map::new());
     }
@@ -337,7 +371,10 @@ spec:
         let pod_labels = &v["spec"]["template"]["metadata"]["labels"];
         assert_eq!(pod_labels["cluster"], json!("eu-1"));
         assert_eq!(pod_labels["version"], json!("1.2.3"));
-        assert_eq!(pod_labels["release"], json!(Uuid::from_u128(0x1234).to_string()));
+        assert_eq!(
+            pod_labels["release"],
+            json!(Uuid::from_u128(0x1234).to_string())
+        );
         assert_eq!(v["metadata"]["labels"]["region"], json!("europe"));
         assert_eq!(v["metadata"]["labels"][MANAGED_BY_LABEL], json!("meridian"));
         assert_eq!(
@@ -395,14 +432,18 @@ spec:
         // An explicit namespace is kept; a missing one gets the app's.
         assert_eq!(out[0].namespace(), Some("other"));
         assert_eq!(out[1].namespace(), Some("shop-ns"));
-        assert_eq!(out[1].0["metadata"]["labels"][MANAGED_BY_LABEL], json!("meridian"));
+        assert_eq!(
+            out[1].0["metadata"]["labels"][MANAGED_BY_LABEL],
+            json!("meridian")
+        );
     }
 
     #[test]
     fn output_is_not_html_escaped() {
         let mut c = ctx();
-        c.params.insert("q".to_owned(), json!("a&b<c>\"d'"));
-        let t = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {q: '{{ params.q }}'}\n";
+        c.params.insert("q".to_owned(), json!("a&b<c>\"d"));
+        let t =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {q: '{{ params.q }}'}\n";
         let out = render(&[t.to_owned()], &c).expect("renders");
         assert_eq!(out[0].0["data"]["q"], json!("a&b<c>\"d"));
     }
@@ -410,17 +451,38 @@ spec:
     #[test]
     fn rejects_unsupported_kind_and_missing_fields() {
         let cases = [
-            ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: x}\n", "not supported"),
-            ("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: x}\n", "not supported"),
+            (
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: x}\n",
+                "not supported",
+            ),
+            (
+                "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: x}\n",
+                "not supported",
+            ),
             ("kind: ConfigMap\nmetadata: {name: x}\n", "no apiVersion"),
             ("apiVersion: v1\nmetadata: {name: x}\n", "no kind"),
-            ("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", "metadata.name"),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+                "metadata.name",
+            ),
             ("apiVersion: v1\nkind: ConfigMap\n", "metadata.name"),
-            ("apiVersion: v1\nkind: ConfigMap\nmetadata: [1]\n", "metadata is not a mapping"),
-            ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, annotations: [1]}\n", "annotations is not a mapping"),
-            ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: 3}\n", "namespace"),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: [1]\n",
+                "metadata is not a mapping",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, annotations: [1]}\n",
+                "annotations is not a mapping",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: 3}\n",
+                "namespace",
+            ),
             ("- just\n- a list\n", "not a mapping"),
-            ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n", "not valid YAML"),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n",
+                "not valid YAML",
+            ),
         ];
         for (template, expected) in cases {
             let err = render(&[template.to_owned()], &ctx()).expect_err(template);

@@ -19,7 +19,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -76,7 +81,10 @@ impl ApiError {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {field}: {detail}", kind.qualified_kind()),
+            format!(
+                "{} \"{name}\" is invalid: {field}: {detail}",
+                kind.qualified_kind()
+            ),
         )
         .with_details(json!({
             "name": name,

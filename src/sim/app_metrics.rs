@@ -39,7 +39,8 @@ pub struct ErrorRates {
 impl ErrorRates {
     pub fn set(&mut self, image_substring: &str, rate: f64) {
         self.overrides.retain(|(s, _)| s != image_substring);
-        self.overrides.push((image_substring.to_owned(), rate.clamp(0.0, 1.0)));
+        self.overrides
+            .push((image_substring.to_owned(), rate.clamp(0.0, 1.0)));
     }
 
     pub fn rate(&self, images: &[String]) -> f64 {
@@ -73,7 +74,12 @@ impl AppMetrics {
         }
         // The pods are constant between change points, so each slice is exact.
         let mut cuts = vec![from];
-        cuts.extend(epoch.change_points(timing).into_iter().filter(|p| *p > from && *p < to));
+        cuts.extend(
+            epoch
+                .change_points(timing)
+                .into_iter()
+                .filter(|p| *p > from && *p < to),
+        );
         cuts.push(to);
         for slice in cuts.windows(2) {
             let [a, b] = slice else { continue };
@@ -94,6 +100,7 @@ impl AppMetrics {
         }
     }
 
+    #[cfg(test)]
     pub fn get(&self, key: &SeriesKey) -> Option<Counters> {
         self.series.get(key).copied()
     }
@@ -134,7 +141,10 @@ impl AppMetrics {
 
 /// Label value escaping of the text exposition format.
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -145,7 +155,10 @@ mod tests {
     use serde_json::json;
 
     fn timing() -> Timing {
-        Timing { ready_after: TimeDelta::seconds(1), observe_delay: TimeDelta::zero() }
+        Timing {
+            ready_after: TimeDelta::seconds(1),
+            observe_delay: TimeDelta::zero(),
+        }
     }
 
     fn epoch(image: &str, desired: u32) -> Epoch {
@@ -167,8 +180,19 @@ mod tests {
         let mut m = AppMetrics::default();
         let t0 = e.start;
         // 0 ready for 1s, 1 ready for 1s, 2 ready for 2s = 10 + 40 = 50 requests.
-        m.integrate("ns", "web", &e, (t0, t0 + TimeDelta::seconds(4)), timing(), &ErrorRates::default());
-        let key = SeriesKey { namespace: "ns".into(), app: "web".into(), version: "v1-faulty".into() };
+        m.integrate(
+            "ns",
+            "web",
+            &e,
+            (t0, t0 + TimeDelta::seconds(4)),
+            timing(),
+            &ErrorRates::default(),
+        );
+        let key = SeriesKey {
+            namespace: "ns".into(),
+            app: "web".into(),
+            version: "v1-faulty".into(),
+        };
         let c = m.get(&key).expect("series");
         assert!((c.requests - 50.0).abs() < 1e-9, "{c:?}");
         assert!((c.errors - 12.5).abs() < 1e-9, "{c:?}");
@@ -176,7 +200,14 @@ mod tests {
         let mut split = AppMetrics::default();
         let mid = t0 + TimeDelta::milliseconds(1500);
         split.integrate("ns", "web", &e, (t0, mid), timing(), &ErrorRates::default());
-        split.integrate("ns", "web", &e, (mid, t0 + TimeDelta::seconds(4)), timing(), &ErrorRates::default());
+        split.integrate(
+            "ns",
+            "web",
+            &e,
+            (mid, t0 + TimeDelta::seconds(4)),
+            timing(),
+            &ErrorRates::default(),
+        );
         assert_eq!(split.get(&key), Some(c));
     }
 
@@ -188,7 +219,14 @@ mod tests {
         assert_eq!(rates.rate(&["app:v3-faulty".to_owned()]), 0.25);
         let mut m = AppMetrics::default();
         let e = epoch("app:v2", 1);
-        m.integrate("ns", "web", &e, (e.start, e.start + TimeDelta::seconds(11)), timing(), &rates);
+        m.integrate(
+            "ns",
+            "web",
+            &e,
+            (e.start, e.start + TimeDelta::seconds(11)),
+            timing(),
+            &rates,
+        );
         let text = m.render("eu-1", "europe");
         assert!(text.contains("# TYPE app_http_requests_total counter"));
         assert!(text.contains(

@@ -64,6 +64,8 @@ fn resource(kind: &Kind) -> Value {
         "kind": kind.kind,
         "verbs": kind.verbs(),
         "shortNames": kind.short_names,
+        // `kubectl get all` expands the `all` category from discovery.
+        "categories": if kind.workload.is_some() || kind.kind == "Service" { vec!["all"] } else { vec![] },
     })
 }
 
@@ -82,7 +84,11 @@ pub fn resource_list(group: &str, version: &str) -> Value {
             }));
         }
     }
-    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -106,7 +112,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["deployments", "deployments/status", "statefulsets", "statefulsets/status", "daemonsets", "daemonsets/status"]
+            [
+                "deployments",
+                "deployments/status",
+                "statefulsets",
+                "statefulsets/status",
+                "daemonsets",
+                "daemonsets/status"
+            ]
         );
         let core = resource_list("", "v1");
         assert_eq!(core["groupVersion"], "v1");

@@ -17,7 +17,11 @@ fn roll(faults: &Faults) -> bool {
     faults.error_rate > 0.0 && rand::random::<f64>() < faults.error_rate
 }
 
-pub async fn inject(State(cluster): State<Arc<ClusterInner>>, request: Request, next: Next) -> Response {
+pub async fn inject(
+    State(cluster): State<Arc<ClusterInner>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let faults = cluster.faults();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
@@ -34,11 +38,20 @@ mod tests {
 
     #[test]
     fn error_rate_bounds_are_exact() {
-        let never = Faults { error_rate: 0.0, ..Faults::default() };
-        let always = Faults { error_rate: 1.0, ..Faults::default() };
+        let never = Faults {
+            error_rate: 0.0,
+            ..Faults::default()
+        };
+        let always = Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        };
         assert!((0..1000).all(|_| !roll(&never)));
         assert!((0..1000).all(|_| roll(&always)));
-        let half = Faults { error_rate: 0.5, ..Faults::default() };
+        let half = Faults {
+            error_rate: 0.5,
+            ..Faults::default()
+        };
         let hits = (0..10_000).filter(|_| roll(&half)).count();
         assert!((4_000..6_000).contains(&hits), "{hits}");
     }

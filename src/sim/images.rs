@@ -37,7 +37,9 @@ pub fn tag(image: &str) -> &str {
 
 /// The `version` label of app metrics: the first container's tag.
 pub fn version_label(images: &[String]) -> String {
-    images.first().map_or_else(|| "unknown".to_owned(), |i| tag(i).to_owned())
+    images
+        .first()
+        .map_or_else(|| "unknown".to_owned(), |i| tag(i).to_owned())
 }
 
 /// Pods of these images crash forever.
@@ -63,7 +65,10 @@ mod tests {
         assert_eq!(tag("nginx"), "latest");
         assert_eq!(tag("nginx:1.27"), "1.27");
         assert_eq!(tag("registry:5000/team/app"), "latest");
-        assert_eq!(tag("registry:5000/team/app:v2-faulty@sha256:abc"), "v2-faulty");
+        assert_eq!(
+            tag("registry:5000/team/app:v2-faulty@sha256:abc"),
+            "v2-faulty"
+        );
     }
 
     #[test]
@@ -72,7 +77,10 @@ mod tests {
         assert!(crashloops(&crash));
         // Only the tag counts, not the repository name.
         assert!(!crashloops(&["crashloop/app:v1".to_owned()]));
-        assert_eq!(default_error_rate(&["app:v2-faulty".to_owned()]), FAULTY_ERROR_RATE);
+        assert_eq!(
+            default_error_rate(&["app:v2-faulty".to_owned()]),
+            FAULTY_ERROR_RATE
+        );
         assert_eq!(version_label(&crash), "v3-crashloop");
     }
 }

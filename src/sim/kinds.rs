@@ -194,7 +194,10 @@ mod tests {
     fn names_resolve_like_kubectl() {
         assert_eq!(by_name("deploy").map(|k| k.kind), Some("Deployment"));
         assert_eq!(by_name("StatefulSets").map(|k| k.kind), Some("StatefulSet"));
-        assert_eq!(by_path("", "v1", "configmaps").map(|k| k.kind), Some("ConfigMap"));
+        assert_eq!(
+            by_path("", "v1", "configmaps").map(|k| k.kind),
+            Some("ConfigMap")
+        );
         assert!(by_path("apps", "v1", "configmaps").is_none());
         let deploy = by_name("Deployment").expect("deployment kind");
         assert_eq!(deploy.qualified_plural(), "deployments.apps");

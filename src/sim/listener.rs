@@ -38,7 +38,11 @@ struct GateInner {
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     // Our own closed connections linger in TIME_WAIT on this port; without
     // SO_REUSEADDR the re-bind would fail for a minute.
     socket.set_reuseaddr(true)?;
@@ -73,7 +77,9 @@ impl Gate {
 
     fn lock(&self) -> MutexGuard<'_, GateInner> {
         // A panic while holding this lock leaves consistent data behind.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Closes the socket and cuts open connections. Synchronous: when this
@@ -132,14 +138,19 @@ impl Gate {
         self.lock().listener.is_some()
     }
 
-    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr, CancellationToken)>> {
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(TcpStream, SocketAddr, CancellationToken)>> {
         let mut inner = self.lock();
         let polled = match &inner.listener {
             Some(listener) => listener.poll_accept(cx),
             None => Poll::Pending,
         };
         match polled {
-            Poll::Ready(Ok((stream, peer))) => Poll::Ready(Ok((stream, peer, inner.connections.clone()))),
+            Poll::Ready(Ok((stream, peer))) => {
+                Poll::Ready(Ok((stream, peer, inner.connections.clone())))
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 // Also park on the gate: closing drops the listener and with it
@@ -187,7 +198,10 @@ pub struct KillableStream {
 
 impl KillableStream {
     fn new(stream: TcpStream, token: CancellationToken) -> Self {
-        Self { stream, killed: Box::pin(token.cancelled_owned()) }
+        Self {
+            stream,
+            killed: Box::pin(token.cancelled_owned()),
+        }
     }
 
     /// Registers for the kill signal and reports whether it fired.
@@ -201,7 +215,11 @@ fn cut() -> io::Error {
 }
 
 impl AsyncRead for KillableStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.is_killed(cx) {
             return Poll::Ready(Err(cut()));
         }
@@ -210,7 +228,11 @@ impl AsyncRead for KillableStream {
 }
 
 impl AsyncWrite for KillableStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.is_killed(cx) {
             return Poll::Ready(Err(cut()));
         }

@@ -16,7 +16,10 @@ pub struct SimClusterSpec {
 
 impl SimClusterSpec {
     pub fn new(name: impl Into<String>, region: impl Into<String>) -> Self {
-        Self { name: name.into(), region: region.into() }
+        Self {
+            name: name.into(),
+            region: region.into(),
+        }
     }
 }
 

@@ -91,7 +91,10 @@ impl PodsView {
 
 /// `d * n`, saturating: huge timings from options must not panic.
 fn times(d: TimeDelta, n: u32) -> TimeDelta {
-    i32::try_from(n).ok().and_then(|n| d.checked_mul(n)).unwrap_or(TimeDelta::MAX)
+    i32::try_from(n)
+        .ok()
+        .and_then(|n| d.checked_mul(n))
+        .unwrap_or(TimeDelta::MAX)
 }
 
 /// `t + d`, saturating at the end of representable time.
@@ -158,7 +161,11 @@ impl Epoch {
                 .min(desired)
         };
         // One pod of the new template is always on its way until all are ready.
-        let new_total = if new_ready < desired { new_ready + 1 } else { desired };
+        let new_total = if new_ready < desired {
+            new_ready + 1
+        } else {
+            desired
+        };
         let mut old_budget = match self.strategy {
             Strategy::Surge => desired - new_ready,
             Strategy::Replace => desired - new_total,
@@ -167,11 +174,20 @@ impl Epoch {
         // Old templates keep only ready pods (the controller scales down
         // unavailable ones first), newest template first.
         let mut kept: Vec<PodGroup> = Vec::new();
-        for group in self.initial.iter().rev().filter(|g| g.template != self.template) {
+        for group in self
+            .initial
+            .iter()
+            .rev()
+            .filter(|g| g.template != self.template)
+        {
             let keep = group.ready.min(old_budget);
             old_budget -= keep;
             if keep > 0 {
-                kept.push(PodGroup { ready: keep, total: keep, ..group.clone() });
+                kept.push(PodGroup {
+                    ready: keep,
+                    total: keep,
+                    ..group.clone()
+                });
             }
         }
         kept.reverse();
@@ -216,37 +232,38 @@ impl Epoch {
 /// A short stable hash of a pod template, canonical over key order, used for
 /// ReplicaSet and ControllerRevision style names (`web-5f7d9c8b6d`).
 pub fn template_hash(template: &Value) -> String {
+    // FNV-1a: tiny, stable across runs and platforms.
+    fn eat(hash: &mut u64, bytes: &[u8]) {
+        for b in bytes {
+            *hash ^= u64::from(*b);
+            *hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
     fn feed(value: &Value, hash: &mut u64) {
-        let mut eat = |bytes: &[u8]| {
-            for b in bytes {
-                *hash ^= u64::from(*b);
-                *hash = hash.wrapping_mul(0x0100_0000_01b3);
-            }
-        };
         match value {
             Value::Object(map) => {
                 let mut keys: Vec<&String> = map.keys().collect();
                 keys.sort();
-                eat(b"{");
+                eat(hash, b"{");
                 for key in keys {
-                    eat(key.as_bytes());
-                    eat(b":");
+                    eat(hash, key.as_bytes());
+                    eat(hash, b":");
                     if let Some(child) = map.get(key) {
                         feed(child, hash);
                     }
-                    eat(b",");
+                    eat(hash, b",");
                 }
-                eat(b"}");
+                eat(hash, b"}");
             }
             Value::Array(items) => {
-                eat(b"[");
+                eat(hash, b"[");
                 for item in items {
                     feed(item, hash);
-                    eat(b",");
+                    eat(hash, b",");
                 }
-                eat(b"]");
+                eat(hash, b"]");
             }
-            other => eat(other.to_string().as_bytes()),
+            other => eat(hash, other.to_string().as_bytes()),
         }
     }
     let mut hash = 0xcbf2_9ce4_8422_2325_u64;
@@ -260,7 +277,10 @@ mod tests {
     use serde_json::json;
 
     fn timing() -> Timing {
-        Timing { ready_after: TimeDelta::milliseconds(100), observe_delay: TimeDelta::milliseconds(10) }
+        Timing {
+            ready_after: TimeDelta::milliseconds(100),
+            observe_delay: TimeDelta::milliseconds(10),
+        }
     }
 
     fn epoch(images: &[&str], desired: u32, strategy: Strategy, initial: Vec<PodGroup>) -> Epoch {
@@ -297,7 +317,12 @@ mod tests {
 
     #[test]
     fn surge_update_keeps_capacity_and_replace_update_does_not() {
-        let old = PodGroup { template: "app:v1".into(), images: vec!["app:v1".into()], ready: 2, total: 2 };
+        let old = PodGroup {
+            template: "app:v1".into(),
+            images: vec!["app:v1".into()],
+            ready: 2,
+            total: 2,
+        };
         let surge = epoch(&["app:v2"], 2, Strategy::Surge, vec![old.clone()]);
         let v = at_ms(&surge, 50);
         assert_eq!((v.ready(), v.total()), (2, 3));
@@ -309,10 +334,18 @@ mod tests {
 
     #[test]
     fn crashloop_never_progresses_and_rollback_is_immediate() {
-        let good = PodGroup { template: "app:v1".into(), images: vec!["app:v1".into()], ready: 2, total: 2 };
+        let good = PodGroup {
+            template: "app:v1".into(),
+            images: vec!["app:v1".into()],
+            ready: 2,
+            total: 2,
+        };
         let crash = epoch(&["app:v2-crashloop"], 2, Strategy::Surge, vec![good]);
         let v = at_ms(&crash, 100_000);
-        assert_eq!((v.new_ready, v.new_total, v.ready(), v.complete), (0, 1, 2, false));
+        assert_eq!(
+            (v.new_ready, v.new_total, v.ready(), v.complete),
+            (0, 1, 2, false)
+        );
         assert_eq!(v.last_progress, crash.start + TimeDelta::milliseconds(10));
 
         let back = epoch(&["app:v1"], 2, Strategy::Surge, v.groups);

@@ -80,7 +80,13 @@ impl Selector {
         }
         Ok(self.matches(|key| {
             let pointer = format!("/{}", key.replace('.', "/"));
-            Some(object.pointer(&pointer).and_then(Value::as_str).unwrap_or("").to_owned())
+            Some(
+                object
+                    .pointer(&pointer)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            )
         }))
     }
 }
@@ -93,9 +99,21 @@ mod tests {
     #[test]
     fn equality_selectors_match_labels() {
         let obj = json!({"metadata": {"name": "web", "labels": {"app": "web", "tier": "front"}}});
-        assert!(Selector::parse("app=web,tier!=back").expect("parse").matches_labels(&obj));
-        assert!(Selector::parse("app==web,!missing,tier").expect("parse").matches_labels(&obj));
-        assert!(!Selector::parse("app=api").expect("parse").matches_labels(&obj));
+        assert!(
+            Selector::parse("app=web,tier!=back")
+                .expect("parse")
+                .matches_labels(&obj)
+        );
+        assert!(
+            Selector::parse("app==web,!missing,tier")
+                .expect("parse")
+                .matches_labels(&obj)
+        );
+        assert!(
+            !Selector::parse("app=api")
+                .expect("parse")
+                .matches_labels(&obj)
+        );
         assert!(Selector::parse("").expect("parse").matches_labels(&obj));
         assert!(Selector::parse("env in (a,b)").is_err());
     }
@@ -103,8 +121,23 @@ mod tests {
     #[test]
     fn field_selectors_cover_name_only() {
         let obj = json!({"metadata": {"name": "web", "namespace": "shop"}});
-        assert_eq!(Selector::parse("metadata.name=web").expect("parse").matches_fields(&obj), Ok(true));
-        assert_eq!(Selector::parse("metadata.namespace!=shop").expect("parse").matches_fields(&obj), Ok(false));
-        assert!(Selector::parse("spec.x=1").expect("parse").matches_fields(&obj).is_err());
+        assert_eq!(
+            Selector::parse("metadata.name=web")
+                .expect("parse")
+                .matches_fields(&obj),
+            Ok(true)
+        );
+        assert_eq!(
+            Selector::parse("metadata.namespace!=shop")
+                .expect("parse")
+                .matches_fields(&obj),
+            Ok(false)
+        );
+        assert!(
+            Selector::parse("spec.x=1")
+                .expect("parse")
+                .matches_fields(&obj)
+                .is_err()
+        );
     }
 }

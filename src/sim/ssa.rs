@@ -84,7 +84,8 @@ pub fn leaves(body: &Value) -> Vec<(FieldPath, &Value)> {
 
 /// The value at `path`, if every step is an object key.
 pub fn get_path<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(value, |node, key| node.as_object()?.get(key))
+    path.iter()
+        .try_fold(value, |node, key| node.as_object()?.get(key))
 }
 
 /// Sets `path` to `value`, creating (or replacing non-object) parents.
@@ -94,7 +95,9 @@ fn set_path(root: &mut Value, path: &[String], value: &Value) {
     };
     let mut node = root;
     for key in parents {
-        node = ensure_object(node).entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+        node = ensure_object(node)
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     let map = ensure_object(node);
     // Merging `{}` into an existing object changes nothing.
@@ -136,7 +139,8 @@ fn remove_path(root: &mut Value, path: &[String]) {
 }
 
 fn get_path_mut<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
-    path.iter().try_fold(value, |node, key| node.as_object_mut()?.get_mut(key))
+    path.iter()
+        .try_fold(value, |node, key| node.as_object_mut()?.get_mut(key))
 }
 
 fn is_prefix(prefix: &[String], path: &[String]) -> bool {
@@ -165,7 +169,10 @@ pub fn apply(
                 .into_iter()
                 .flatten()
                 .filter(|owner| owner.as_str() != manager)
-                .map(|owner| Conflict { path: path.clone(), manager: owner.clone() })
+                .map(|owner| Conflict {
+                    path: path.clone(),
+                    manager: owner.clone(),
+                })
         })
         .collect();
     if !conflicts.is_empty() && !force {
@@ -213,7 +220,10 @@ pub fn apply(
     // Ownership of leaves now hidden under a replaced value is meaningless.
     new_owners.retain(|path, who| !who.is_empty() && get_path(&object, path).is_some());
 
-    Ok(Applied { object, owners: new_owners })
+    Ok(Applied {
+        object,
+        owners: new_owners,
+    })
 }
 
 /// The message the API server gives for apply conflicts.
@@ -228,7 +238,10 @@ pub fn conflict_message(conflicts: &[Conflict], api_version: &str) -> String {
     }
     let mut by_manager: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for c in conflicts {
-        by_manager.entry(&c.manager).or_default().push(display_path(&c.path));
+        by_manager
+            .entry(&c.manager)
+            .or_default()
+            .push(display_path(&c.path));
     }
     let lines: Vec<String> = by_manager
         .iter()
@@ -237,7 +250,11 @@ pub fn conflict_message(conflicts: &[Conflict], api_version: &str) -> String {
                 .chain(paths.iter().map(|p| format!("- {p}")))
         })
         .collect();
-    format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
 }
 
 /// The `managedFields` tree (`FieldsV1`) of one manager: nested `f:<key>`
@@ -264,7 +281,10 @@ mod tests {
     use serde_json::json;
 
     fn path(p: &str) -> FieldPath {
-        p.split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        p.split('.')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]
@@ -278,7 +298,11 @@ mod tests {
         let got: Vec<String> = leaves(&body).iter().map(|(p, _)| display_path(p)).collect();
         assert_eq!(
             got,
-            vec![".metadata.labels.app", ".spec.replicas", ".spec.template.spec.containers"]
+            vec![
+                ".metadata.labels.app",
+                ".spec.replicas",
+                ".spec.template.spec.containers"
+            ]
         );
     }
 
@@ -292,8 +316,15 @@ mod tests {
         assert_eq!(b.owners[&path("spec.replicas")].len(), 2);
         // Different value: conflict naming the other manager.
         let other = json!({"spec": {"replicas": 3}});
-        let err = apply(Some(&a.object), &a.owners, &other, "meridian", false).expect_err("conflict");
-        assert_eq!(err, vec![Conflict { path: path("spec.replicas"), manager: "kubectl".into() }]);
+        let err =
+            apply(Some(&a.object), &a.owners, &other, "meridian", false).expect_err("conflict");
+        assert_eq!(
+            err,
+            vec![Conflict {
+                path: path("spec.replicas"),
+                manager: "kubectl".into()
+            }]
+        );
         assert_eq!(
             conflict_message(&err, "apps/v1"),
             "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas"
@@ -301,8 +332,14 @@ mod tests {
         // Force takes the field.
         let forced = apply(Some(&a.object), &a.owners, &other, "meridian", true).expect("force");
         assert_eq!(forced.object["spec"]["replicas"], 3);
-        assert_eq!(forced.owners[&path("spec.replicas")], BTreeSet::from(["meridian".to_owned()]));
-        assert_eq!(forced.owners[&path("spec.paused")], BTreeSet::from(["kubectl".to_owned()]));
+        assert_eq!(
+            forced.owners[&path("spec.replicas")],
+            BTreeSet::from(["meridian".to_owned()])
+        );
+        assert_eq!(
+            forced.owners[&path("spec.paused")],
+            BTreeSet::from(["kubectl".to_owned()])
+        );
     }
 
     #[test]
@@ -311,15 +348,24 @@ mod tests {
         let first = apply(None, &Owners::new(), &v1, "m", false).expect("create");
         let v2 = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"ports": [3]}});
         let second = apply(Some(&first.object), &first.owners, &v2, "m", false).expect("update");
-        assert_eq!(second.object, json!({"metadata": {"labels": {"a": "1"}}, "spec": {"ports": [3]}}));
+        assert_eq!(
+            second.object,
+            json!({"metadata": {"labels": {"a": "1"}}, "spec": {"ports": [3]}})
+        );
         assert!(!second.owners.contains_key(&path("metadata.labels.b")));
     }
 
     #[test]
     fn multi_conflict_message_groups_by_manager() {
         let conflicts = vec![
-            Conflict { path: path("spec.replicas"), manager: "b".into() },
-            Conflict { path: path("spec.paused"), manager: "a".into() },
+            Conflict {
+                path: path("spec.replicas"),
+                manager: "b".into(),
+            },
+            Conflict {
+                path: path("spec.paused"),
+                manager: "a".into(),
+            },
         ];
         assert_eq!(
             conflict_message(&conflicts, "apps/v1"),

@@ -58,7 +58,15 @@ fn transition_time(frozen: &Value, kind: &str, status: &str, fallback: DateTime<
 }
 
 fn deployment(input: &StatusInput<'_>) -> Value {
-    let StatusInput { name, epoch, view, now, observed_at, progress_deadline, .. } = *input;
+    let StatusInput {
+        name,
+        epoch,
+        view,
+        now,
+        observed_at,
+        progress_deadline,
+        ..
+    } = *input;
     let desired = epoch.desired;
     let available = view.ready();
     let rs = format!("{name}-{}", epoch.template);
@@ -69,11 +77,26 @@ fn deployment(input: &StatusInput<'_>) -> Value {
     let exceeded = !view.complete && now > deadline_at;
 
     let (p_status, p_reason, p_message, p_updated) = if view.complete {
-        ("True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs}\" has successfully progressed."), view.last_progress)
+        (
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{rs}\" has successfully progressed."),
+            view.last_progress,
+        )
     } else if exceeded {
-        ("False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{rs}\" has timed out progressing."), deadline_at)
+        (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("ReplicaSet \"{rs}\" has timed out progressing."),
+            deadline_at,
+        )
     } else {
-        ("True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs}\" is progressing."), view.last_progress)
+        (
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{rs}\" is progressing."),
+            view.last_progress,
+        )
     };
     let progressing = json!({
         "type": "Progressing",
@@ -87,11 +110,23 @@ fn deployment(input: &StatusInput<'_>) -> Value {
 
     let is_available = available >= desired;
     let (a_status, a_reason, a_message) = if is_available {
-        ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+        (
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+        )
     } else {
-        ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+        (
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+        )
     };
-    let a_changed = if is_available { view.last_progress } else { observed_at };
+    let a_changed = if is_available {
+        view.last_progress
+    } else {
+        observed_at
+    };
     let available_condition = json!({
         "type": "Available",
         "status": a_status,
@@ -107,13 +142,22 @@ fn deployment(input: &StatusInput<'_>) -> Value {
     put_nonzero(&mut status, "updatedReplicas", view.new_total);
     put_nonzero(&mut status, "readyReplicas", available);
     put_nonzero(&mut status, "availableReplicas", available);
-    put_nonzero(&mut status, "unavailableReplicas", desired.saturating_sub(available));
-    status.insert("conditions".into(), json!([available_condition, progressing]));
+    put_nonzero(
+        &mut status,
+        "unavailableReplicas",
+        desired.saturating_sub(available),
+    );
+    status.insert(
+        "conditions".into(),
+        json!([available_condition, progressing]),
+    );
     Value::Object(status)
 }
 
 fn statefulset(input: &StatusInput<'_>) -> Value {
-    let StatusInput { name, epoch, view, .. } = *input;
+    let StatusInput {
+        name, epoch, view, ..
+    } = *input;
     let revision = |template: &str| format!("{name}-{template}");
     let update_revision = revision(&epoch.template);
     // The current revision moves only once every pod runs the update.
@@ -157,7 +201,11 @@ fn daemonset(input: &StatusInput<'_>) -> Value {
     status.insert("numberReady".into(), json!(ready));
     put_nonzero(&mut status, "updatedNumberScheduled", view.new_total);
     put_nonzero(&mut status, "numberAvailable", ready);
-    put_nonzero(&mut status, "numberUnavailable", epoch.desired.saturating_sub(ready));
+    put_nonzero(
+        &mut status,
+        "numberUnavailable",
+        epoch.desired.saturating_sub(ready),
+    );
     Value::Object(status)
 }
 
@@ -167,7 +215,10 @@ mod tests {
     use crate::sim::pods::{PodGroup, Strategy, Timing};
 
     fn timing() -> Timing {
-        Timing { ready_after: TimeDelta::milliseconds(100), observe_delay: TimeDelta::milliseconds(10) }
+        Timing {
+            ready_after: TimeDelta::milliseconds(100),
+            observe_delay: TimeDelta::milliseconds(10),
+        }
     }
 
     fn render_at(workload: Workload, epoch: &Epoch, ms: i64, deadline_s: i64) -> Value {
@@ -184,7 +235,13 @@ mod tests {
         })
     }
 
-    fn epoch(images: &str, desired: u32, strategy: Strategy, initial: Vec<PodGroup>, frozen: Value) -> Epoch {
+    fn epoch(
+        images: &str,
+        desired: u32,
+        strategy: Strategy,
+        initial: Vec<PodGroup>,
+        frozen: Value,
+    ) -> Epoch {
         Epoch {
             start: DateTime::<Utc>::UNIX_EPOCH,
             generation: 2,
@@ -213,12 +270,18 @@ mod tests {
         assert_eq!(mid["observedGeneration"], 2);
         assert_eq!(mid["updatedReplicas"], 2);
         assert_eq!(mid["readyReplicas"], 1);
-        assert_eq!(condition(&mid, "Progressing")["reason"], "ReplicaSetUpdated");
+        assert_eq!(
+            condition(&mid, "Progressing")["reason"],
+            "ReplicaSetUpdated"
+        );
         assert_eq!(condition(&mid, "Available")["status"], "False");
         let done = render_at(Workload::Deployment, &e, 250, 600);
         assert_eq!(done["availableReplicas"], 2);
         assert!(done.get("unavailableReplicas").is_none());
-        assert_eq!(condition(&done, "Progressing")["reason"], "NewReplicaSetAvailable");
+        assert_eq!(
+            condition(&done, "Progressing")["reason"],
+            "NewReplicaSetAvailable"
+        );
         assert_eq!(condition(&done, "Available")["status"], "True");
     }
 
@@ -228,13 +291,21 @@ mod tests {
         let before = render_at(Workload::Deployment, &e, 900, 1);
         assert_eq!(condition(&before, "Progressing")["status"], "True");
         let after = render_at(Workload::Deployment, &e, 1_100, 1);
-        assert_eq!(condition(&after, "Progressing")["reason"], "ProgressDeadlineExceeded");
+        assert_eq!(
+            condition(&after, "Progressing")["reason"],
+            "ProgressDeadlineExceeded"
+        );
         assert_eq!(condition(&after, "Progressing")["status"], "False");
     }
 
     #[test]
     fn statefulset_current_revision_moves_when_all_updated() {
-        let old = PodGroup { template: "app-v1".into(), images: vec!["app:v1".into()], ready: 2, total: 2 };
+        let old = PodGroup {
+            template: "app-v1".into(),
+            images: vec!["app:v1".into()],
+            ready: 2,
+            total: 2,
+        };
         let frozen = json!({"currentRevision": "web-app-v1", "updateRevision": "web-app-v1"});
         let e = epoch("app:v2", 2, Strategy::Replace, vec![old], frozen);
         let mid = render_at(Workload::StatefulSet, &e, 50, 600);

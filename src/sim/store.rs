@@ -1,41 +1,40 @@
-//! The object store of one simulated cluster: get, list, server-side apply
-//! and delete with Kubernetes bookkeeping (uid, resourceVersion, generation,
-//! managedFields), plus the apply log and app metrics that tests inspect.
-//! Synchronous and time-explicit; the HTTP layer supplies `now`.
+//! The object store of one simulated cluster: get, list, server-side apply,
+//! delete and change feeds, with Kubernetes bookkeeping (uid,
+//! resourceVersion, generation), plus the apply log and app metrics that
+//! tests inspect. Synchronous and time-explicit; the HTTP layer supplies `now`.
+//!
+//! Statuses are computed lazily, so they are refreshed on every read; a
+//! status that changed since it was last seen gets a new resourceVersion,
+//! just as a controller's status write would.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::admission::{self, metadata_mut};
 use super::api_error::{self, ApiError};
 use super::app_metrics::{AppMetrics, ErrorRates};
 use super::images;
 use super::kinds::{self, Kind};
-use super::records::{ApplyRecord, ClusterReport, ObjectSummary};
+use super::records::{ApplyRecord, ClusterReport};
 use super::selector::Selector;
 use super::ssa::{self, Owners};
+use super::stored::Stored;
 use super::timefmt::k8s_time;
 use super::workload::{ControllerEnv, MetricsSink, WorkloadSim};
 
 /// Namespaces every cluster starts with, as after `kubeadm init`.
 const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// Deleted objects remembered for watches that resume from an older
+/// resourceVersion.
+const TOMBSTONES_KEPT: usize = 1000;
+
 /// (kind, namespace, name); namespace is empty for cluster-scoped kinds.
 type ObjectKey = (&'static str, String, String);
-
-#[derive(Debug, Clone)]
-struct Stored {
-    kind: &'static Kind,
-    /// The object without `status` and `managedFields`, which are rendered
-    /// on read.
-    object: Value,
-    owners: Owners,
-    manager_times: BTreeMap<String, DateTime<Utc>>,
-    workload: Option<WorkloadSim>,
-}
 
 /// A server-side apply request, after HTTP parsing.
 pub struct ApplyRequest<'a> {
@@ -54,6 +53,24 @@ pub struct ApplyResponse {
     pub created: bool,
 }
 
+/// Which objects a LIST or WATCH covers.
+pub struct Scope<'a> {
+    pub kind: &'static Kind,
+    /// `None` for all namespaces.
+    pub namespace: Option<&'a str>,
+    pub labels: &'a Selector,
+    pub fields: &'a Selector,
+}
+
+/// One watch event: `ADDED`, `MODIFIED` or `DELETED` with the object.
+pub type Change = (&'static str, Value);
+
+struct Tombstone {
+    rv: u64,
+    key: ObjectKey,
+    object: Value,
+}
+
 pub struct ClusterStore {
     cluster: String,
     region: String,
@@ -61,6 +78,7 @@ pub struct ClusterStore {
     /// Shared by the fleet so apply records order across clusters.
     seq: Arc<AtomicU64>,
     objects: BTreeMap<ObjectKey, Stored>,
+    tombstones: VecDeque<Tombstone>,
     resource_version: u64,
     apply_log: Vec<ApplyRecord>,
     apply_calls: u64,
@@ -73,18 +91,35 @@ fn key(kind: &'static Kind, namespace: &str, name: &str) -> ObjectKey {
     (kind.kind, namespace.to_owned(), name.to_owned())
 }
 
-fn namespace_kind() -> &'static Kind {
-    &kinds::NAMESPACE
+impl Scope<'_> {
+    fn covers(&self, key: &ObjectKey, object: &Value) -> Result<bool, ApiError> {
+        let (kind, namespace, _) = key;
+        if *kind != self.kind.kind
+            || self
+                .namespace
+                .is_some_and(|want| self.kind.namespaced && want != namespace)
+        {
+            return Ok(false);
+        }
+        Ok(self.labels.matches_labels(object) && self.fields.matches_fields(object)?)
+    }
 }
 
 impl ClusterStore {
-    pub fn new(cluster: &str, region: &str, env: ControllerEnv, seq: Arc<AtomicU64>, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        cluster: &str,
+        region: &str,
+        env: ControllerEnv,
+        seq: Arc<AtomicU64>,
+        now: DateTime<Utc>,
+    ) -> Self {
         let mut store = Self {
             cluster: cluster.to_owned(),
             region: region.to_owned(),
             env,
             seq,
             objects: BTreeMap::new(),
+            tombstones: VecDeque::new(),
             resource_version: 0,
             apply_log: Vec::new(),
             apply_calls: 0,
@@ -104,105 +139,143 @@ impl ClusterStore {
                     "labels": {"kubernetes.io/metadata.name": ns},
                 },
             });
-            let stored = Stored {
-                kind: namespace_kind(),
-                object,
-                owners: Owners::new(),
-                manager_times: BTreeMap::new(),
-                workload: None,
-            };
-            store.objects.insert(key(namespace_kind(), "", ns), stored);
+            let mut stored = Stored::new(&kinds::NAMESPACE, object, store.resource_version);
+            stored.status = stored.status_at(now, env);
+            store.objects.insert(key(&kinds::NAMESPACE, "", ns), stored);
         }
         store
     }
 
-    fn render(&self, stored: &Stored, now: DateTime<Utc>) -> Value {
-        let mut object = stored.object.clone();
-        let mut entries: Vec<(&DateTime<Utc>, &String)> =
-            stored.manager_times.iter().map(|(m, t)| (t, m)).collect();
-        entries.sort();
-        let managed: Vec<Value> = entries
-            .into_iter()
-            .filter(|(_, m)| ssa::managers(&stored.owners).contains(*m))
-            .map(|(time, manager)| {
-                json!({
-                    "manager": manager,
-                    "operation": "Apply",
-                    "apiVersion": stored.kind.api_version(),
-                    "time": k8s_time(*time),
-                    "fieldsType": "FieldsV1",
-                    "fieldsV1": ssa::fields_v1(&stored.owners, manager),
-                })
-            })
+    /// Brings one object's status up to `now`.
+    fn refresh(&mut self, object_key: &ObjectKey, now: DateTime<Utc>) {
+        let Some(stored) = self.objects.get(object_key) else {
+            return;
+        };
+        let status = stored.status_at(now, self.env);
+        if status != stored.status {
+            self.resource_version += 1;
+            let rv = self.resource_version;
+            if let Some(stored) = self.objects.get_mut(object_key) {
+                stored.status = status;
+                stored.set_resource_version(rv);
+            }
+        }
+    }
+
+    /// Brings every object's status up to `now` (of one kind, if given).
+    fn refresh_all(&mut self, kind: Option<&'static Kind>, now: DateTime<Utc>) {
+        let keys: Vec<ObjectKey> = self
+            .objects
+            .keys()
+            .filter(|(k, _, _)| kind.is_none_or(|kind| kind.kind == *k))
+            .cloned()
             .collect();
-        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
-            && !managed.is_empty()
-        {
-            meta.insert("managedFields".into(), Value::Array(managed));
-        }
-        if let (Some(status), Some(map)) = (self.status_of(stored, now), object.as_object_mut()) {
-            map.insert("status".into(), status);
-        }
-        object
-    }
-
-    fn status_of(&self, stored: &Stored, now: DateTime<Utc>) -> Option<Value> {
-        let name = stored.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-        match (&stored.workload, stored.kind.kind) {
-            (Some(w), _) => Some(w.status(name, &stored.object, now, self.env)),
-            (None, "Service") => Some(json!({"loadBalancer": {}})),
-            (None, "Namespace") => Some(json!({"phase": "Active"})),
-            _ => None,
+        for object_key in &keys {
+            self.refresh(object_key, now);
         }
     }
 
-    pub fn get(&self, kind: &'static Kind, namespace: &str, name: &str, now: DateTime<Utc>) -> Result<Value, ApiError> {
+    pub fn resource_version(&self) -> u64 {
+        self.resource_version
+    }
+
+    pub fn get(
+        &mut self,
+        kind: &'static Kind,
+        namespace: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError> {
+        let object_key = key(kind, namespace, name);
+        self.refresh(&object_key, now);
         self.objects
-            .get(&key(kind, namespace, name))
-            .map(|s| self.render(s, now))
+            .get(&object_key)
+            .map(Stored::render)
             .ok_or_else(|| ApiError::not_found(kind, name))
     }
 
-    /// LIST in one namespace, or across all when `namespace` is `None`.
-    pub fn list(
-        &self,
-        kind: &'static Kind,
-        namespace: Option<&str>,
-        labels: &Selector,
-        fields: &Selector,
-        now: DateTime<Utc>,
-    ) -> Result<Value, ApiError> {
+    /// LIST, as the `XxxList` document.
+    pub fn list(&mut self, scope: &Scope<'_>, now: DateTime<Utc>) -> Result<Value, ApiError> {
+        self.refresh_all(Some(scope.kind), now);
         let mut items = Vec::new();
-        for ((k, ns, _), stored) in &self.objects {
-            if *k != kind.kind || namespace.is_some_and(|want| kind.namespaced && want != ns) {
-                continue;
-            }
-            if labels.matches_labels(&stored.object) && fields.matches_fields(&stored.object)? {
-                items.push(self.render(stored, now));
+        for (object_key, stored) in &self.objects {
+            if scope.covers(object_key, &stored.object)? {
+                items.push(stored.render());
             }
         }
         Ok(json!({
-            "kind": format!("{}List", kind.kind),
-            "apiVersion": kind.api_version(),
+            "kind": format!("{}List", scope.kind.kind),
+            "apiVersion": scope.kind.api_version(),
             "metadata": {"resourceVersion": self.resource_version.to_string()},
             "items": items,
         }))
     }
 
-    pub fn apply(&mut self, req: ApplyRequest<'_>, now: DateTime<Utc>) -> Result<ApplyResponse, ApiError> {
+    /// Everything in `scope` that changed after resourceVersion `since`, in
+    /// resourceVersion order, for WATCH.
+    pub fn changes_since(
+        &mut self,
+        scope: &Scope<'_>,
+        since: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Change>, ApiError> {
+        self.refresh_all(Some(scope.kind), now);
+        let mut changes: Vec<(u64, Change)> = Vec::new();
+        for (object_key, stored) in &self.objects {
+            let rv = stored.resource_version();
+            if rv > since && scope.covers(object_key, &stored.object)? {
+                let kind = if stored.created_rv > since {
+                    "ADDED"
+                } else {
+                    "MODIFIED"
+                };
+                changes.push((rv, (kind, stored.render())));
+            }
+        }
+        for tomb in &self.tombstones {
+            if tomb.rv > since && scope.covers(&tomb.key, &tomb.object)? {
+                changes.push((tomb.rv, ("DELETED", tomb.object.clone())));
+            }
+        }
+        changes.sort_by_key(|(rv, _)| *rv);
+        Ok(changes.into_iter().map(|(_, change)| change).collect())
+    }
+
+    pub fn apply(
+        &mut self,
+        req: ApplyRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<ApplyResponse, ApiError> {
         self.apply_calls += 1;
-        let ApplyRequest { kind, namespace, name, body, manager, force, dry_run } = req;
-        validate(kind, namespace, name, &body)?;
-        if kind.namespaced && !self.objects.contains_key(&key(namespace_kind(), "", namespace)) {
+        let ApplyRequest {
+            kind,
+            namespace,
+            name,
+            body,
+            manager,
+            force,
+            dry_run,
+        } = req;
+        admission::validate(kind, namespace, name, &body)?;
+        if kind.namespaced
+            && !self
+                .objects
+                .contains_key(&key(&kinds::NAMESPACE, "", namespace))
+        {
             return Err(ApiError::namespace_not_found(namespace));
         }
         let object_key = key(kind, namespace, name);
+        self.refresh(&object_key, now);
         let existing = self.objects.get(&object_key);
-        if let Some(wanted) = body.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-            let current = existing.and_then(|s| s.object.pointer("/metadata/resourceVersion"));
-            if current.and_then(Value::as_str) != Some(wanted) {
-                return Err(ApiError::stale_resource_version(kind, name));
-            }
+        if let Some(wanted) = body
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            && existing
+                .map(|s| s.resource_version().to_string())
+                .as_deref()
+                != Some(wanted)
+        {
+            return Err(ApiError::stale_resource_version(kind, name));
         }
 
         let empty = Owners::new();
@@ -213,69 +286,51 @@ impl ClusterStore {
             manager,
             force,
         )
-        .map_err(|conflicts| {
-            let api_version = kind.api_version();
-            let causes = conflicts
-                .iter()
-                .map(|c| {
-                    json!({
-                        "reason": "FieldManagerConflict",
-                        "message": format!("conflict with {:?} using {api_version}", c.manager),
-                        "field": ssa::display_path(&c.path),
-                    })
-                })
-                .collect();
-            ApiError::apply_conflict(kind, name, ssa::conflict_message(&conflicts, &api_version), causes)
-        })?;
+        .map_err(|conflicts| conflict_error(kind, name, &conflicts))?;
 
         let mut object = applied.object;
-        set_identity(kind, namespace, name, &mut object);
-        apply_defaults(kind, &mut object, self.resource_version);
+        admission::set_identity(kind, namespace, name, &mut object);
+        admission::apply_defaults(kind, &mut object, self.resource_version);
         let content_changed = existing.is_none_or(|s| s.object != object);
         let owners_changed = existing.is_none_or(|s| s.owners != applied.owners);
         if let Some(stored) = existing
             && !content_changed
             && !owners_changed
         {
-            return Ok(ApplyResponse { object: self.render(stored, now), created: false });
+            return Ok(ApplyResponse {
+                object: stored.render(),
+                created: false,
+            });
         }
 
         let created = existing.is_none();
         let spec_changed = existing.is_some_and(|s| s.object.get("spec") != object.get("spec"));
-        let mut stored = existing.cloned().unwrap_or_else(|| Stored {
-            kind,
-            object: Value::Null,
-            owners: Owners::new(),
-            manager_times: BTreeMap::new(),
-            workload: None,
-        });
-        let resource_version = self.resource_version + 1;
+        let rv = self.resource_version + 1;
+        let mut stored = existing
+            .cloned()
+            .unwrap_or_else(|| Stored::new(kind, Value::Null, rv));
         {
             let meta = metadata_mut(&mut object);
-            meta.insert("resourceVersion".into(), json!(resource_version.to_string()));
+            meta.insert("resourceVersion".into(), json!(rv.to_string()));
             if created {
                 meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
                 meta.insert("creationTimestamp".into(), json!(k8s_time(now)));
             }
-            if kind.workload.is_some() {
+            if kind.workload.is_some() && (created || spec_changed) {
                 let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
-                if created || spec_changed {
-                    meta.insert("generation".into(), json!(generation + 1));
-                }
+                meta.insert("generation".into(), json!(generation + 1));
             }
         }
         stored.object = object;
         stored.owners = applied.owners;
         stored.manager_times.insert(manager.to_owned(), now);
-        stored.manager_times.retain(|m, _| ssa::managers(&stored.owners).contains(m));
 
-        if dry_run {
-            return Ok(ApplyResponse { object: self.render(&stored, now), created });
-        }
-
-        if let Some(workload) = kind.workload {
+        if !dry_run && let Some(workload) = kind.workload {
             match &mut stored.workload {
-                None => stored.workload = Some(WorkloadSim::create(workload, &stored.object, now, self.env)),
+                None => {
+                    stored.workload =
+                        Some(WorkloadSim::create(workload, &stored.object, now, self.env))
+                }
                 Some(sim) if spec_changed => {
                     let sink = MetricsSink {
                         metrics: &mut self.metrics,
@@ -288,7 +343,13 @@ impl ClusterStore {
                 Some(_) => {}
             }
         }
-        self.resource_version = resource_version;
+        stored.status = stored.status_at(now, self.env);
+        let object = stored.render();
+        if dry_run {
+            return Ok(ApplyResponse { object, created });
+        }
+
+        self.resource_version = rv;
         if content_changed {
             self.apply_log.push(ApplyRecord {
                 seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
@@ -300,15 +361,24 @@ impl ClusterStore {
                 field_manager: manager.to_owned(),
             });
         }
-        let object = self.render(&stored, now);
         self.objects.insert(object_key, stored);
         Ok(ApplyResponse { object, created })
     }
 
     /// Deletes at once (no finalizers); a namespace takes its objects along.
-    pub fn delete(&mut self, kind: &'static Kind, namespace: &str, name: &str, now: DateTime<Utc>) -> Result<Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        kind: &'static Kind,
+        namespace: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError> {
         if kind.kind == "Namespace" && SYSTEM_NAMESPACES.contains(&name) {
-            return Err(ApiError::forbidden(kind, name, "this namespace may not be deleted"));
+            return Err(ApiError::forbidden(
+                kind,
+                name,
+                "this namespace may not be deleted",
+            ));
         }
         let object_key = key(kind, namespace, name);
         if !self.objects.contains_key(&object_key) {
@@ -316,23 +386,51 @@ impl ClusterStore {
         }
         // Traffic served until now still counts.
         self.advance_metrics(now);
-        let removed = self.objects.remove(&object_key);
+        let mut doomed = vec![object_key.clone()];
         if kind.kind == "Namespace" {
-            self.objects.retain(|(k, ns, _), _| ns != name || *k == "Namespace");
+            doomed.extend(self.objects.keys().filter(|(_, ns, _)| ns == name).cloned());
         }
-        self.resource_version += 1;
-        let uid = removed
-            .as_ref()
-            .and_then(|s| s.object.pointer("/metadata/uid"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        Ok(api_error::delete_success(kind, name, uid))
+        let mut uid = String::new();
+        for doomed_key in doomed {
+            self.refresh(&doomed_key, now);
+            let Some(stored) = self.objects.remove(&doomed_key) else {
+                continue;
+            };
+            self.resource_version += 1;
+            if doomed_key == object_key {
+                uid = stored
+                    .object
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+            }
+            let mut last = stored.render();
+            metadata_mut(&mut last).insert(
+                "resourceVersion".into(),
+                json!(self.resource_version.to_string()),
+            );
+            self.tombstones.push_back(Tombstone {
+                rv: self.resource_version,
+                key: doomed_key,
+                object: last,
+            });
+            if self.tombstones.len() > TOMBSTONES_KEPT {
+                self.tombstones.pop_front();
+            }
+        }
+        Ok(api_error::delete_success(kind, name, &uid))
     }
 
     fn advance_metrics(&mut self, now: DateTime<Utc>) {
         for ((_, namespace, name), stored) in &mut self.objects {
             if let Some(sim) = &mut stored.workload {
-                let sink = MetricsSink { metrics: &mut self.metrics, rates: &self.rates, namespace, app: name };
+                let sink = MetricsSink {
+                    metrics: &mut self.metrics,
+                    rates: &self.rates,
+                    namespace,
+                    app: name,
+                };
                 sim.advance_metrics(now, self.env, sink);
             }
         }
@@ -367,134 +465,40 @@ impl ClusterStore {
             .map(|s| images::of_object(&s.object))
     }
 
-    pub fn report(&self, now: DateTime<Utc>) -> ClusterReport {
+    pub fn report(&mut self, now: DateTime<Utc>) -> ClusterReport {
+        self.refresh_all(None, now);
         let objects = self
             .objects
             .iter()
-            .map(|((kind, namespace, name), stored)| ObjectSummary {
-                kind: (*kind).to_owned(),
-                namespace: namespace.clone(),
-                name: name.clone(),
-                generation: stored.object.pointer("/metadata/generation").and_then(Value::as_i64),
-                images: images::of_object(&stored.object),
-                status: self.status_of(stored, now).unwrap_or(Value::Null),
-            })
+            .map(|((_, namespace, _), stored)| stored.summary(namespace))
             .collect();
-        ClusterReport { apply_calls: self.apply_calls, apply_log: self.apply_log.clone(), objects }
-    }
-}
-
-fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
-    if !object.is_object() {
-        *object = json!({});
-    }
-    let Some(map) = object.as_object_mut() else {
-        unreachable!("the value was just made an object")
-    };
-    let meta = map.entry("metadata").or_insert_with(|| json!({}));
-    if !meta.is_object() {
-        *meta = json!({});
-    }
-    let Some(meta) = meta.as_object_mut() else {
-        unreachable!("metadata was just made an object")
-    };
-    meta
-}
-
-/// The identity fields come from the URL, whatever the body held.
-fn set_identity(kind: &'static Kind, namespace: &str, name: &str, object: &mut Value) {
-    if let Some(map) = object.as_object_mut() {
-        map.insert("apiVersion".into(), json!(kind.api_version()));
-        map.insert("kind".into(), json!(kind.kind));
-    }
-    let meta = metadata_mut(object);
-    meta.insert("name".into(), json!(name));
-    if kind.namespaced {
-        meta.insert("namespace".into(), json!(namespace));
-    } else {
-        meta.remove("namespace");
-    }
-}
-
-/// Rejects bodies a real API server would refuse, with the same codes.
-fn validate(kind: &'static Kind, namespace: &str, name: &str, body: &Value) -> Result<(), ApiError> {
-    if !body.is_object() {
-        return Err(ApiError::bad_request("the body of an apply patch must be a JSON or YAML object"));
-    }
-    let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    let body_kind = body.get("kind").and_then(Value::as_str).unwrap_or("");
-    if api_version.is_empty() || body_kind.is_empty() {
-        return Err(ApiError::bad_request("Object 'Kind' or 'apiVersion' is missing in the apply patch"));
-    }
-    if api_version != kind.api_version() {
-        return Err(ApiError::bad_request(format!(
-            "the API version in the data ({api_version}) does not match the expected API version ({})",
-            kind.api_version()
-        )));
-    }
-    if body_kind != kind.kind {
-        return Err(ApiError::bad_request(format!(
-            "the kind in the data ({body_kind}) does not match the expected kind ({})",
-            kind.kind
-        )));
-    }
-    let body_name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    if body_name.is_empty() {
-        return Err(ApiError::invalid(kind, name, "metadata.name", "Required value: name is required"));
-    }
-    if body_name != name {
-        return Err(ApiError::invalid(
-            kind,
-            name,
-            "metadata.name",
-            &format!("Invalid value: {body_name:?}: must match the name in the request URL ({name:?})"),
-        ));
-    }
-    if kind.namespaced
-        && let Some(body_ns) = body.pointer("/metadata/namespace").and_then(Value::as_str)
-        && !body_ns.is_empty()
-        && body_ns != namespace
-    {
-        return Err(ApiError::invalid(
-            kind,
-            name,
-            "metadata.namespace",
-            &format!("Invalid value: {body_ns:?}: must match the namespace in the request URL ({namespace:?})"),
-        ));
-    }
-    Ok(())
-}
-
-/// The server-side defaults that matter to rollouts and to clients reading
-/// objects back. Nobody owns a defaulted field, so applies never conflict on it.
-fn apply_defaults(kind: &'static Kind, object: &mut Value, resource_version: u64) {
-    let Some(map) = object.as_object_mut() else {
-        return;
-    };
-    let spec_default = |map: &mut Map<String, Value>, field: &str, value: Value| {
-        if let Some(spec) = map.entry("spec").or_insert_with(|| json!({})).as_object_mut() {
-            spec.entry(field).or_insert(value);
+        ClusterReport {
+            apply_calls: self.apply_calls,
+            apply_log: self.apply_log.clone(),
+            objects,
         }
-    };
-    match kind.kind {
-        "Deployment" => {
-            spec_default(map, "replicas", json!(1));
-            spec_default(map, "progressDeadlineSeconds", json!(super::status::DEFAULT_PROGRESS_DEADLINE_SECONDS));
-            spec_default(map, "revisionHistoryLimit", json!(10));
-        }
-        "StatefulSet" => spec_default(map, "replicas", json!(1)),
-        "Service" => {
-            spec_default(map, "type", json!("ClusterIP"));
-            let external = map.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
-            if !external {
-                // A stable, plausible address from the service-CIDR.
-                let ip = format!("10.96.{}.{}", (resource_version / 250) % 250, resource_version % 250 + 1);
-                spec_default(map, "clusterIP", json!(ip.clone()));
-                spec_default(map, "clusterIPs", json!([ip]));
-            }
-        }
-        _ => {}
     }
+}
+
+/// The 409 for SSA conflicts, with one cause per contested field.
+fn conflict_error(kind: &'static Kind, name: &str, conflicts: &[ssa::Conflict]) -> ApiError {
+    let api_version = kind.api_version();
+    let causes = conflicts
+        .iter()
+        .map(|c| {
+            json!({
+                "reason": "FieldManagerConflict",
+                "message": format!("conflict with {:?} using {api_version}", c.manager),
+                "field": ssa::display_path(&c.path),
+            })
+        })
+        .collect();
+    ApiError::apply_conflict(
+        kind,
+        name,
+        ssa::conflict_message(conflicts, &api_version),
+        causes,
+    )
 }
 
 #[cfg(test)]
@@ -506,10 +510,19 @@ mod tests {
 
     fn store() -> ClusterStore {
         let env = ControllerEnv {
-            timing: Timing { ready_after: TimeDelta::milliseconds(100), observe_delay: TimeDelta::zero() },
+            timing: Timing {
+                ready_after: TimeDelta::milliseconds(100),
+                observe_delay: TimeDelta::zero(),
+            },
             daemonset_nodes: 3,
         };
-        ClusterStore::new("c1", "eu", env, Arc::new(AtomicU64::new(0)), DateTime::<Utc>::UNIX_EPOCH)
+        ClusterStore::new(
+            "c1",
+            "eu",
+            env,
+            Arc::new(AtomicU64::new(0)),
+            DateTime::<Utc>::UNIX_EPOCH,
+        )
     }
 
     fn deploy() -> &'static Kind {
@@ -526,7 +539,12 @@ mod tests {
         })
     }
 
-    fn apply(s: &mut ClusterStore, b: Value, manager: &str, ms: i64) -> Result<ApplyResponse, ApiError> {
+    fn apply(
+        s: &mut ClusterStore,
+        b: Value,
+        manager: &str,
+        ms: i64,
+    ) -> Result<ApplyResponse, ApiError> {
         let req = ApplyRequest {
             kind: deploy(),
             namespace: "default",
@@ -536,7 +554,10 @@ mod tests {
             force: false,
             dry_run: false,
         };
-        s.apply(req, DateTime::<Utc>::UNIX_EPOCH + TimeDelta::milliseconds(ms))
+        s.apply(
+            req,
+            DateTime::<Utc>::UNIX_EPOCH + TimeDelta::milliseconds(ms),
+        )
     }
 
     #[test]
@@ -546,7 +567,10 @@ mod tests {
         assert!(created.created);
         assert_eq!(created.object["metadata"]["generation"], 1);
         assert_eq!(created.object["spec"]["progressDeadlineSeconds"], 600);
-        assert_eq!(created.object["metadata"]["managedFields"][0]["manager"], "meridian");
+        assert_eq!(
+            created.object["metadata"]["managedFields"][0]["manager"],
+            "meridian"
+        );
         let rv1 = created.object["metadata"]["resourceVersion"].clone();
 
         let same = apply(&mut s, body("app:v1"), "meridian", 10).expect("noop");
@@ -558,18 +582,29 @@ mod tests {
         assert_eq!(updated.object["metadata"]["generation"], 2);
         assert_eq!(s.apply_log().len(), 2);
         assert_eq!(s.apply_log()[1].images, vec!["app:v2".to_owned()]);
-        assert_eq!(s.images("deploy", "default", "web"), Some(vec!["app:v2".to_owned()]));
+        assert_eq!(
+            s.images("deploy", "default", "web"),
+            Some(vec!["app:v2".to_owned()])
+        );
     }
 
     #[test]
     fn refuses_bad_bodies_like_the_api_server() {
         let mut s = store();
         let mut no_name = body("app:v1");
-        no_name["metadata"].as_object_mut().map(|m| m.remove("name"));
-        assert_eq!(apply(&mut s, no_name, "m", 0).err().map(|e| e.code), Some(StatusCode::UNPROCESSABLE_ENTITY));
+        no_name["metadata"]
+            .as_object_mut()
+            .map(|m| m.remove("name"));
+        assert_eq!(
+            apply(&mut s, no_name, "m", 0).err().map(|e| e.code),
+            Some(StatusCode::UNPROCESSABLE_ENTITY)
+        );
         let mut other_ns = body("app:v1");
         other_ns["metadata"]["namespace"] = json!("elsewhere");
-        assert_eq!(apply(&mut s, other_ns, "m", 0).err().map(|e| e.reason), Some("Invalid"));
+        assert_eq!(
+            apply(&mut s, other_ns, "m", 0).err().map(|e| e.reason),
+            Some("Invalid")
+        );
         let req = ApplyRequest {
             kind: deploy(),
             namespace: "missing",
@@ -579,7 +614,10 @@ mod tests {
             force: false,
             dry_run: false,
         };
-        let err = s.apply(req, DateTime::<Utc>::UNIX_EPOCH).err().map(|e| e.message);
+        let err = s
+            .apply(req, DateTime::<Utc>::UNIX_EPOCH)
+            .err()
+            .map(|e| e.message);
         assert_eq!(err.as_deref(), Some("namespaces \"missing\" not found"));
         assert_eq!(s.apply_calls(), 3);
         assert!(s.apply_log().is_empty());
@@ -588,7 +626,7 @@ mod tests {
     #[test]
     fn deleting_a_namespace_takes_its_objects() {
         let mut s = store();
-        let ns = namespace_kind();
+        let ns = &kinds::NAMESPACE;
         let req = ApplyRequest {
             kind: ns,
             namespace: "",
@@ -598,11 +636,21 @@ mod tests {
             force: false,
             dry_run: false,
         };
-        s.apply(req, DateTime::<Utc>::UNIX_EPOCH).expect("namespace");
+        s.apply(req, DateTime::<Utc>::UNIX_EPOCH)
+            .expect("namespace");
         let mut b = body("app:v1");
         b["metadata"]["namespace"] = json!("shop");
-        let req = ApplyRequest { kind: deploy(), namespace: "shop", name: "web", body: b, manager: "m", force: false, dry_run: false };
-        s.apply(req, DateTime::<Utc>::UNIX_EPOCH).expect("deployment");
+        let req = ApplyRequest {
+            kind: deploy(),
+            namespace: "shop",
+            name: "web",
+            body: b,
+            manager: "m",
+            force: false,
+            dry_run: false,
+        };
+        s.apply(req, DateTime::<Utc>::UNIX_EPOCH)
+            .expect("deployment");
         let now = DateTime::<Utc>::UNIX_EPOCH;
         s.delete(ns, "", "shop", now).expect("delete");
         assert!(s.get(deploy(), "shop", "web", now).is_err());

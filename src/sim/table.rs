@@ -37,7 +37,10 @@ fn int(object: &Value, pointer: &str) -> i64 {
 }
 
 fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn age(object: &Value, now: DateTime<Utc>) -> String {
@@ -58,7 +61,10 @@ fn containers(object: &Value, field: &str) -> String {
 }
 
 fn count(object: &Value, pointer: &str) -> usize {
-    object.pointer(pointer).and_then(Value::as_object).map_or(0, |m| m.len())
+    object
+        .pointer(pointer)
+        .and_then(Value::as_object)
+        .map_or(0, |m| m.len())
 }
 
 fn selector(object: &Value) -> String {
@@ -80,40 +86,115 @@ fn ports(object: &Value) -> String {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|p| format!("{}/{}", int(p, "/port"), p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")))
+        .map(|p| {
+            format!(
+                "{}/{}",
+                int(p, "/port"),
+                p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+            )
+        })
         .collect();
-    if ports.is_empty() { "<none>".to_owned() } else { ports.join(",") }
+    if ports.is_empty() {
+        "<none>".to_owned()
+    } else {
+        ports.join(",")
+    }
 }
 
 /// Column definitions and cells of one kind.
 fn layout(kind: &Kind) -> Vec<Value> {
-    let name = column("Name", "string", 0, "Name must be unique within a namespace.");
-    let age = column("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
+    let name = column(
+        "Name",
+        "string",
+        0,
+        "Name must be unique within a namespace.",
+    );
+    let age = column(
+        "Age",
+        "string",
+        0,
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    );
     match kind.kind {
         "Deployment" => vec![
             name,
             column("Ready", "string", 0, "Number of the pod with ready state"),
-            column("Up-to-date", "integer", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-            column("Available", "integer", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            column(
+                "Up-to-date",
+                "integer",
+                0,
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            column(
+                "Available",
+                "integer",
+                0,
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
             age,
-            column("Containers", "string", 1, "Names of each container in the template."),
-            column("Images", "string", 1, "Images referenced by each container in the template."),
+            column(
+                "Containers",
+                "string",
+                1,
+                "Names of each container in the template.",
+            ),
+            column(
+                "Images",
+                "string",
+                1,
+                "Images referenced by each container in the template.",
+            ),
             column("Selector", "string", 1, "Label selector for pods."),
         ],
         "StatefulSet" => vec![
             name,
             column("Ready", "string", 0, "Number of the pod with ready state"),
             age,
-            column("Containers", "string", 1, "Names of each container in the template."),
-            column("Images", "string", 1, "Images referenced by each container in the template."),
+            column(
+                "Containers",
+                "string",
+                1,
+                "Names of each container in the template.",
+            ),
+            column(
+                "Images",
+                "string",
+                1,
+                "Images referenced by each container in the template.",
+            ),
         ],
         "DaemonSet" => vec![
             name,
-            column("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod."),
-            column("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod."),
-            column("Ready", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
-            column("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod"),
-            column("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available."),
+            column(
+                "Desired",
+                "integer",
+                0,
+                "The total number of nodes that should be running the daemon pod.",
+            ),
+            column(
+                "Current",
+                "integer",
+                0,
+                "The number of nodes that are running at least 1 daemon pod.",
+            ),
+            column(
+                "Ready",
+                "integer",
+                0,
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+            ),
+            column(
+                "Up-to-date",
+                "integer",
+                0,
+                "The total number of nodes that are running updated daemon pod",
+            ),
+            column(
+                "Available",
+                "integer",
+                0,
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.",
+            ),
             age,
         ],
         "ConfigMap" => vec![name, column("Data", "integer", 0, "Number of keys."), age],
@@ -127,11 +208,20 @@ fn layout(kind: &Kind) -> Vec<Value> {
             name,
             column("Type", "string", 0, "The type of the service."),
             column("Cluster-IP", "string", 0, "The cluster IP of the service."),
-            column("External-IP", "string", 0, "The external IP of the service."),
+            column(
+                "External-IP",
+                "string",
+                0,
+                "The external IP of the service.",
+            ),
             column("Port(s)", "string", 0, "The ports of the service."),
             age,
         ],
-        "Namespace" => vec![name, column("Status", "string", 0, "The status of the namespace"), age],
+        "Namespace" => vec![
+            name,
+            column("Status", "string", 0, "The status of the namespace"),
+            age,
+        ],
         _ => vec![name, age],
     }
 }
@@ -142,7 +232,11 @@ fn cells(kind: &Kind, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     match kind.kind {
         "Deployment" => vec![
             name,
-            json!(format!("{}/{}", int(o, "/status/readyReplicas"), int(o, "/spec/replicas"))),
+            json!(format!(
+                "{}/{}",
+                int(o, "/status/readyReplicas"),
+                int(o, "/spec/replicas")
+            )),
             json!(int(o, "/status/updatedReplicas")),
             json!(int(o, "/status/availableReplicas")),
             age,
@@ -152,7 +246,11 @@ fn cells(kind: &Kind, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
         ],
         "StatefulSet" => vec![
             name,
-            json!(format!("{}/{}", int(o, "/status/readyReplicas"), int(o, "/spec/replicas"))),
+            json!(format!(
+                "{}/{}",
+                int(o, "/status/readyReplicas"),
+                int(o, "/spec/replicas")
+            )),
             age,
             json!(containers(o, "name")),
             json!(containers(o, "image")),
@@ -166,7 +264,11 @@ fn cells(kind: &Kind, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
             json!(int(o, "/status/numberAvailable")),
             age,
         ],
-        "ConfigMap" => vec![name, json!(count(o, "/data") + count(o, "/binaryData")), age],
+        "ConfigMap" => vec![
+            name,
+            json!(count(o, "/data") + count(o, "/binaryData")),
+            age,
+        ],
         "Secret" => vec![
             name,
             json!(o.get("type").and_then(Value::as_str).unwrap_or("Opaque")),
@@ -176,7 +278,11 @@ fn cells(kind: &Kind, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
         "Service" => vec![
             name,
             json!(text(o, "/spec/type")),
-            json!(o.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("<none>")),
+            json!(
+                o.pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .unwrap_or("<none>")
+            ),
             json!("<none>"),
             json!(ports(o)),
             age,
@@ -235,9 +341,14 @@ mod tests {
         });
         let table = render(&kinds::DEPLOYMENT, &[item], "7", now);
         let row = &table["rows"][0]["cells"];
-        assert_eq!(row, &json!(["web", "2/3", 3, 2, "30s", "app", "app:v1", ""]));
+        assert_eq!(
+            row,
+            &json!(["web", "2/3", 3, 2, "30s", "app", "app:v1", ""])
+        );
         assert_eq!(table["columnDefinitions"].as_array().map(Vec::len), Some(8));
-        assert!(wanted("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"));
+        assert!(wanted(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        ));
         assert!(!wanted("application/json"));
     }
 }

@@ -53,7 +53,10 @@ fn strategy(kind: Workload) -> Strategy {
 }
 
 fn generation(object: &Value) -> i64 {
-    object.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1)
+    object
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
 }
 
 fn new_epoch(kind: Workload, object: &Value, now: DateTime<Utc>, env: ControllerEnv) -> Epoch {
@@ -72,12 +75,23 @@ fn new_epoch(kind: Workload, object: &Value, now: DateTime<Utc>, env: Controller
 impl WorkloadSim {
     /// A workload just created: no pods, empty status until observed.
     pub fn create(kind: Workload, object: &Value, now: DateTime<Utc>, env: ControllerEnv) -> Self {
-        Self { kind, epoch: new_epoch(kind, object, now, env), metrics_until: now }
+        Self {
+            kind,
+            epoch: new_epoch(kind, object, now, env),
+            metrics_until: now,
+        }
     }
 
     /// The spec changed at `now`: the pods of the old epoch at this instant
     /// and its last written status become the start of the new one.
-    pub fn respec(&mut self, name: &str, object: &Value, now: DateTime<Utc>, env: ControllerEnv, sink: MetricsSink<'_>) {
+    pub fn respec(
+        &mut self,
+        name: &str,
+        object: &Value,
+        now: DateTime<Utc>,
+        env: ControllerEnv,
+        sink: MetricsSink<'_>,
+    ) {
         self.advance_metrics(now, env, sink);
         let pods = self.epoch.at(now, env.timing);
         let frozen = self.status(name, object, now, env);
@@ -89,7 +103,13 @@ impl WorkloadSim {
     }
 
     /// The status a controller would have written by `now`.
-    pub fn status(&self, name: &str, object: &Value, now: DateTime<Utc>, env: ControllerEnv) -> Value {
+    pub fn status(
+        &self,
+        name: &str,
+        object: &Value,
+        now: DateTime<Utc>,
+        env: ControllerEnv,
+    ) -> Value {
         let deadline_seconds = object
             .pointer("/spec/progressDeadlineSeconds")
             .and_then(Value::as_i64)
@@ -111,7 +131,12 @@ impl WorkloadSim {
     }
 
     /// Accounts this workload's traffic up to `now`.
-    pub fn advance_metrics(&mut self, now: DateTime<Utc>, env: ControllerEnv, sink: MetricsSink<'_>) {
+    pub fn advance_metrics(
+        &mut self,
+        now: DateTime<Utc>,
+        env: ControllerEnv,
+        sink: MetricsSink<'_>,
+    ) {
         if now <= self.metrics_until {
             return;
         }
@@ -134,7 +159,10 @@ mod tests {
 
     fn env() -> ControllerEnv {
         ControllerEnv {
-            timing: Timing { ready_after: TimeDelta::seconds(1), observe_delay: TimeDelta::zero() },
+            timing: Timing {
+                ready_after: TimeDelta::seconds(1),
+                observe_delay: TimeDelta::zero(),
+            },
             daemonset_nodes: 3,
         }
     }
@@ -155,7 +183,12 @@ mod tests {
         let rates = ErrorRates::default();
         let t1 = t0 + TimeDelta::seconds(10);
         let v2 = deployment("app:v2", 2);
-        let sink = MetricsSink { metrics: &mut metrics, rates: &rates, namespace: "ns", app: "web" };
+        let sink = MetricsSink {
+            metrics: &mut metrics,
+            rates: &rates,
+            namespace: "ns",
+            app: "web",
+        };
         sim.respec("web", &v2, t1, env(), sink);
         assert_eq!(sim.epoch.initial.len(), 1);
         assert_eq!(sim.epoch.initial[0].ready, 2);
@@ -165,10 +198,23 @@ mod tests {
         assert_eq!(status["updatedReplicas"], 2);
         assert_eq!(status["replicas"], 2);
 
-        let sink = MetricsSink { metrics: &mut metrics, rates: &rates, namespace: "ns", app: "web" };
+        let sink = MetricsSink {
+            metrics: &mut metrics,
+            rates: &rates,
+            namespace: "ns",
+            app: "web",
+        };
         sim.advance_metrics(t1 + TimeDelta::seconds(5), env(), sink);
-        let old = SeriesKey { namespace: "ns".into(), app: "web".into(), version: "v1".into() };
-        let new = SeriesKey { namespace: "ns".into(), app: "web".into(), version: "v2".into() };
+        let old = SeriesKey {
+            namespace: "ns".into(),
+            app: "web".into(),
+            version: "v1".into(),
+        };
+        let new = SeriesKey {
+            namespace: "ns".into(),
+            app: "web".into(),
+            version: "v2".into(),
+        };
         // v1: 0, 1, then 2 ready pods up to t1 (170); then 2 and 1 pods for
         // one second each while v2 rolls in (30).
         assert!((metrics.get(&old).map_or(0.0, |c| c.requests) - 200.0).abs() < 1e-9);

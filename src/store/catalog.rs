@@ -87,7 +87,9 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(|row| application_from_row(&row)).collect()
+        rows.into_iter()
+            .map(|row| application_from_row(&row))
+            .collect()
     }
 
     pub async fn application(&self, name: &str) -> Result<Application> {

@@ -194,7 +194,15 @@ impl EmbeddedPostgres {
         let log = data_dir.join("server.log");
         rotate_log(&log);
 
-        let (server, port) = launch(&bin, &data_dir, &pgdata, socket_dir.as_deref(), &log, run_as.as_ref()).await?;
+        let (server, port) = launch(
+            &bin,
+            &data_dir,
+            &pgdata,
+            socket_dir.as_deref(),
+            &log,
+            run_as.as_ref(),
+        )
+        .await?;
         let pg = EmbeddedPostgres {
             server,
             port,
@@ -488,11 +496,8 @@ fn find_bin_dir(
     versioned.sort_by(|a, b| b.0.cmp(&a.0));
     // An existing cluster only runs under its own major version, so that
     // one wins over a newer install.
-    let matching = prefer_major.and_then(|major| {
-        versioned
-            .iter()
-            .position(|(_, name, _)| name == major)
-    });
+    let matching =
+        prefer_major.and_then(|major| versioned.iter().position(|(_, name, _)| name == major));
     if let Some(i) = matching {
         return Ok(versioned.swap_remove(i).2);
     }
@@ -554,11 +559,16 @@ fn prepare_data_dir(data_dir: &Path, run_as: Option<&RunAs>) -> Result<(), Embed
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io_err(format!("creating {}", data_dir.display()))(e)),
     }
-    fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
-        .map_err(io_err(format!("setting permissions of {}", data_dir.display())))?;
+    fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700)).map_err(io_err(format!(
+        "setting permissions of {}",
+        data_dir.display()
+    )))?;
     if let Some(run_as) = run_as {
         chown(data_dir, Some(run_as.uid), Some(run_as.gid)).map_err(|e| {
-            io_err(format!("chowning {} to {SERVER_ACCOUNT}", data_dir.display()))(e.into())
+            io_err(format!(
+                "chowning {} to {SERVER_ACCOUNT}",
+                data_dir.display()
+            ))(e.into())
         })?;
     }
     Ok(())
@@ -729,10 +739,8 @@ async fn stop_leftovers(pgdata: &Path) -> Result<(), EmbeddedError> {
     }
 
     if pid_file.exists() && server_processes(pgdata).is_empty() {
-        fs::remove_file(&pid_file).map_err(io_err(format!(
-            "removing stale {}",
-            pid_file.display()
-        )))?;
+        fs::remove_file(&pid_file)
+            .map_err(io_err(format!("removing stale {}", pid_file.display())))?;
     }
     Ok(())
 }
@@ -817,7 +825,9 @@ async fn launch(
             .arg("-c")
             .arg(format!(
                 "unix_socket_directories={}",
-                socket_dir.map(|d| d.display().to_string()).unwrap_or_default()
+                socket_dir
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
             ))
             .args(["-c", "unix_socket_permissions=0700"])
             // Output goes to our server.log via stdout/stderr instead.
@@ -832,16 +842,21 @@ async fn launch(
         if let Some(run_as) = run_as {
             cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
         }
-        let child = cmd
-            .spawn()
-            .map_err(io_err(format!("running {}", bin.join("postgres").display())))?;
+        let child = cmd.spawn().map_err(io_err(format!(
+            "running {}",
+            bin.join("postgres").display()
+        )))?;
         // From here the guard stops the server on any early return.
         let mut server = Server { child: Some(child) };
 
         match wait_ready(&mut server, port, deadline, log, log_offset).await {
             Ok(()) => return Ok((server, port)),
             Err(AttemptError::Retry(reason)) if Instant::now() < deadline => {
-                tracing::warn!(attempt, port, "embedded PostgreSQL failed to start, retrying: {reason}");
+                tracing::warn!(
+                    attempt,
+                    port,
+                    "embedded PostgreSQL failed to start, retrying: {reason}"
+                );
                 last_reason = reason;
                 drop(server);
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -901,7 +916,8 @@ async fn wait_ready(
                 "not accepting connections after {START_TIMEOUT:?}"
             )));
         }
-        let attempt = tokio::time::timeout(Duration::from_secs(2), PgConnection::connect_with(&options));
+        let attempt =
+            tokio::time::timeout(Duration::from_secs(2), PgConnection::connect_with(&options));
         if let Ok(Ok(conn)) = attempt.await {
             let _ = conn.close().await;
             return Ok(());
@@ -973,7 +989,10 @@ mod tests {
         assert!(pg.url().ends_with("/meridian"));
 
         let mut conn = connect(&pg).await;
-        let one: i32 = sqlx::query_scalar("select 1").fetch_one(&mut conn).await.expect("select");
+        let one: i32 = sqlx::query_scalar("select 1")
+            .fetch_one(&mut conn)
+            .await
+            .expect("select");
         assert_eq!(one, 1);
         let db: String = sqlx::query_scalar("select current_database()")
             .fetch_one(&mut conn)
@@ -984,7 +1003,13 @@ mod tests {
 
         let mode = fs::metadata(&data).expect("meta").mode() & 0o777;
         assert_eq!(mode, 0o700);
-        assert!(data.join("socket").read_dir().expect("socket dir").next().is_some());
+        assert!(
+            data.join("socket")
+                .read_dir()
+                .expect("socket dir")
+                .next()
+                .is_some()
+        );
         pg.stop().await.expect("stop");
     }
 
@@ -1031,13 +1056,22 @@ mod tests {
             .await
             .expect("create");
         let pid = pg.pid().expect("pid");
-        kill(Pid::from_raw(i32::try_from(pid).expect("pid")), Signal::SIGKILL).expect("kill");
+        kill(
+            Pid::from_raw(i32::try_from(pid).expect("pid")),
+            Signal::SIGKILL,
+        )
+        .expect("kill");
         drop(conn);
         // Drop reaps the killed postmaster and releases the lock.
         drop(pg);
-        assert!(data.join("pgdata/postmaster.pid").exists(), "kill -9 leaves the pid file");
+        assert!(
+            data.join("pgdata/postmaster.pid").exists(),
+            "kill -9 leaves the pid file"
+        );
 
-        let pg = EmbeddedPostgres::start(&data).await.expect("start after kill -9");
+        let pg = EmbeddedPostgres::start(&data)
+            .await
+            .expect("start after kill -9");
         let mut conn = connect(&pg).await;
         let v: i32 = sqlx::query_scalar("select v from survived")
             .fetch_one(&mut conn)
@@ -1061,9 +1095,14 @@ mod tests {
         drop(pg);
         assert!(kill(orphan_pid, None).is_ok(), "orphan still running");
 
-        let pg = EmbeddedPostgres::start(&data).await.expect("start over an orphan");
+        let pg = EmbeddedPostgres::start(&data)
+            .await
+            .expect("start over an orphan");
         let mut conn = connect(&pg).await;
-        let one: i32 = sqlx::query_scalar("select 1").fetch_one(&mut conn).await.expect("select");
+        let one: i32 = sqlx::query_scalar("select 1")
+            .fetch_one(&mut conn)
+            .await
+            .expect("select");
         assert_eq!(one, 1);
         conn.close().await.expect("close");
         // The orphan shut down; reap it (it is still our child here).
@@ -1078,7 +1117,9 @@ mod tests {
         let dir = traversable_tempdir();
         let data = dir.path().join("pg");
         let pg = EmbeddedPostgres::start(&data).await.expect("start");
-        let err = EmbeddedPostgres::start(&data).await.expect_err("must refuse");
+        let err = EmbeddedPostgres::start(&data)
+            .await
+            .expect_err("must refuse");
         assert!(matches!(err, EmbeddedError::InUse(_)), "{err}");
         pg.stop().await.expect("stop");
     }
@@ -1128,15 +1169,27 @@ mod tests {
         };
         let no_home = || None;
         assert_eq!(
-            choose_data_dir(env(&[(DATA_DIR_ENV, "/x/y"), ("HOME", "/h")]), no_home, None),
+            choose_data_dir(
+                env(&[(DATA_DIR_ENV, "/x/y"), ("HOME", "/h")]),
+                no_home,
+                None
+            ),
             PathBuf::from("/x/y")
         );
         assert_eq!(
-            choose_data_dir(env(&[("XDG_DATA_HOME", "/d"), ("HOME", "/h")]), no_home, None),
+            choose_data_dir(
+                env(&[("XDG_DATA_HOME", "/d"), ("HOME", "/h")]),
+                no_home,
+                None
+            ),
             PathBuf::from("/d/meridian/postgres")
         );
         assert_eq!(
-            choose_data_dir(env(&[("XDG_DATA_HOME", "rel"), ("HOME", "/h")]), no_home, None),
+            choose_data_dir(
+                env(&[("XDG_DATA_HOME", "rel"), ("HOME", "/h")]),
+                no_home,
+                None
+            ),
             PathBuf::from("/h/.local/share/meridian/postgres")
         );
         assert_eq!(
@@ -1153,9 +1206,7 @@ mod tests {
         let open = traversable_tempdir();
         let closed_home = closed.path().to_str().expect("utf8").to_owned();
         let open_home = open.path().to_str().expect("utf8").to_owned();
-        let get = |home: String| {
-            move |k: &str| (k == "HOME").then(|| OsString::from(home.clone()))
-        };
+        let get = |home: String| move |k: &str| (k == "HOME").then(|| OsString::from(home.clone()));
         assert_eq!(
             choose_data_dir(get(closed_home), no_home, Some(&nobody)),
             PathBuf::from(SYSTEM_DATA_DIR)

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{EVENTS_CHANNEL, Result, Store, StoreError, WAKE_CHANNEL, catalog, catalog::to_json};
 use crate::domain::{
-    EventKind, FailurePolicy, NewEvent, OperatorAction, Rollout, RolloutState, Target,
-    TargetState, machine::StagePolicy,
+    EventKind, FailurePolicy, NewEvent, OperatorAction, Rollout, RolloutState, Target, TargetState,
+    machine::StagePolicy,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,7 +256,10 @@ impl Store {
     }
 
     /// Loads a leased rollout and its unprocessed operator actions.
-    pub async fn load_for_tick(&self, lease: &Lease) -> Result<(RolloutRecord, Vec<PendingAction>)> {
+    pub async fn load_for_tick(
+        &self,
+        lease: &Lease,
+    ) -> Result<(RolloutRecord, Vec<PendingAction>)> {
         let mut conn = self.pool.acquire().await?;
         let record = load_rollout(&mut conn, lease.rollout_id).await?;
         let rows = sqlx::query(
@@ -382,7 +385,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn previous(&self, rollout_id: Uuid, cluster: &str) -> Result<Option<serde_json::Value>> {
+    pub async fn previous(
+        &self,
+        rollout_id: Uuid,
+        cluster: &str,
+    ) -> Result<Option<serde_json::Value>> {
         let row: Option<(Option<serde_json::Value>,)> =
             sqlx::query_as("SELECT previous FROM targets WHERE rollout_id = $1 AND cluster = $2")
                 .bind(rollout_id)

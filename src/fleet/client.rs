@@ -1,0 +1,292 @@
+//! [`Fleet`]: one client per cluster and the operations the engine performs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::future::try_join_all;
+
+use super::budget::Budget;
+use super::cluster::{ClusterClient, ObjectRef};
+use super::connect::{client_for, read_kubeconfig};
+use super::error::FleetError;
+use super::manifest::Manifest;
+use super::snapshot::{Snapshot, SnapshotObject, strip};
+use super::status::RolloutProgress;
+
+/// How the fleet talks to clusters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetOptions {
+    /// Server-side apply field manager; owning fields under one stable name is
+    /// what lets a later apply drop fields an earlier release set.
+    pub field_manager: String,
+    /// Bound on one attempt of one request, and the transport timeouts.
+    pub call_timeout: Duration,
+    /// Attempts per request for transient failures (at least one).
+    pub attempts: u32,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            field_manager: "meridian".to_owned(),
+            call_timeout: Duration::from_secs(5),
+            attempts: 3,
+        }
+    }
+}
+
+/// Clients for every cluster Meridian may change. Cloning is cheap (the
+/// kube clients share their connection pools), so tasks can hold their own.
+#[derive(Clone)]
+pub struct Fleet {
+    clusters: BTreeMap<String, ClusterClient>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("clusters", &self.clusters.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Fleet {
+    /// Builds a client per `(cluster name, kubeconfig context)`. Nothing is
+    /// sent to the clusters yet, so an unreachable cluster does not stop the
+    /// service from starting; a context missing from the file does.
+    pub async fn connect(
+        kubeconfig: &Path,
+        clusters: &[(String, String)],
+        opts: FleetOptions,
+    ) -> Result<Fleet, FleetError> {
+        let first = clusters
+            .first()
+            .map(|(name, _)| name.as_str())
+            .unwrap_or_default();
+        let config = read_kubeconfig(kubeconfig, first)?;
+        let budget = Budget {
+            timeout: opts.call_timeout,
+            attempts: opts.attempts.max(1),
+        };
+        let mut built = BTreeMap::new();
+        for (name, context) in clusters {
+            let client = client_for(&config, kubeconfig, name, context, opts.call_timeout).await?;
+            let cluster = ClusterClient {
+                name: name.clone(),
+                client,
+                budget,
+                field_manager: opts.field_manager.clone(),
+            };
+            built.insert(name.clone(), cluster);
+        }
+        Ok(Fleet { clusters: built })
+    }
+
+    /// A fleet with no cluster, for a service that has none registered yet.
+    pub fn empty() -> Fleet {
+        Fleet {
+            clusters: BTreeMap::new(),
+        }
+    }
+
+    /// The cluster names this fleet can reach, sorted.
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.clusters.keys().map(String::as_str)
+    }
+
+    fn cluster(&self, name: &str) -> Result<&ClusterClient, FleetError> {
+        self.clusters
+            .get(name)
+            .ok_or_else(|| FleetError::UnknownCluster(name.to_owned()))
+    }
+
+    /// What the cluster runs now for each manifest's object, ready to be put
+    /// back by [`Fleet::restore`].
+    pub async fn snapshot(
+        &self,
+        cluster: &str,
+        manifests: &[Manifest],
+    ) -> Result<Snapshot, FleetError> {
+        let client = self.cluster(cluster)?;
+        let objects = resolve_all(client, manifests)?;
+        let lives = try_join_all(objects.iter().map(|object| client.get(object))).await?;
+        let objects = objects
+            .into_iter()
+            .zip(lives)
+            .map(|(object, live)| SnapshotObject {
+                api_version: object.kind.api_version().to_owned(),
+                kind: object.kind.name().to_owned(),
+                live: live.map(|l| strip(l, object.kind)),
+                namespace: object.namespace,
+                name: object.name,
+            })
+            .collect();
+        Ok(Snapshot { objects })
+    }
+
+    /// Server-side applies the manifests without forcing: if another field
+    /// manager owns a field we set, this stops with [`FleetError::Conflict`]
+    /// instead of silently overwriting someone's change.
+    pub async fn apply(&self, cluster: &str, manifests: &[Manifest]) -> Result<(), FleetError> {
+        let client = self.cluster(cluster)?;
+        // Resolve everything before the first request so an unsupported
+        // manifest cannot leave the cluster half-applied.
+        let mut work: Vec<(ObjectRef, &Manifest)> = resolve_all(client, manifests)?
+            .into_iter()
+            .zip(manifests)
+            .collect();
+        work.sort_by_key(|(object, _)| object.kind.apply_rank());
+        // Objects need their namespace; a first release creates it. It is
+        // never deleted by a rollback: other things may live there.
+        let namespaces: std::collections::BTreeSet<&str> = work
+            .iter()
+            .map(|(object, _)| object.namespace.as_str())
+            .collect();
+        for namespace in namespaces {
+            client.ensure_namespace(namespace).await?;
+        }
+        for (object, manifest) in work {
+            client.apply(&object, &manifest.0, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts back what the snapshot recorded: forced apply of the objects that
+    /// existed (restoring is the operator's intent, so it wins over other
+    /// field managers), deletion of those that did not.
+    pub async fn restore(&self, cluster: &str, snapshot: &Snapshot) -> Result<(), FleetError> {
+        let client = self.cluster(cluster)?;
+        let mut present = Vec::new();
+        let mut absent = Vec::new();
+        for object in &snapshot.objects {
+            let reference = resolve_snapshot_object(client, object)?;
+            match &object.live {
+                Some(live) => present.push((reference, live)),
+                None => absent.push(reference),
+            }
+        }
+        present.sort_by_key(|(object, _)| object.kind.apply_rank());
+        for (object, live) in present {
+            client.apply(&object, live, true).await?;
+        }
+        // Workloads go first so no pod is left mounting a deleted ConfigMap.
+        absent.sort_by_key(|object| std::cmp::Reverse(object.kind.apply_rank()));
+        for object in absent {
+            client.delete(&object).await?;
+        }
+        Ok(())
+    }
+
+    /// Combined rollout progress of the manifests' workloads. A workload that
+    /// does not exist yet is still progressing.
+    pub async fn rollout_progress(
+        &self,
+        cluster: &str,
+        manifests: &[Manifest],
+    ) -> Result<RolloutProgress, FleetError> {
+        let client = self.cluster(cluster)?;
+        let workloads: Vec<ObjectRef> = resolve_all(client, manifests)?
+            .into_iter()
+            .filter(|o| o.kind.is_workload())
+            .collect();
+        let parts = try_join_all(workloads.iter().map(|object| async move {
+            Ok::<_, FleetError>(client.progress(object).await?.unwrap_or_else(|| {
+                RolloutProgress::Progressing {
+                    message: format!("{} does not exist yet", object.describe()),
+                }
+            }))
+        }))
+        .await?;
+        Ok(RolloutProgress::combine(parts))
+    }
+
+    /// Progress of a restore: workloads that existed must be rolled out again,
+    /// objects that did not exist must be gone.
+    pub async fn snapshot_progress(
+        &self,
+        cluster: &str,
+        snapshot: &Snapshot,
+    ) -> Result<RolloutProgress, FleetError> {
+        let client = self.cluster(cluster)?;
+        let checks = snapshot.objects.iter().map(|recorded| async move {
+            let object = resolve_snapshot_object(client, recorded)?;
+            if recorded.live.is_none() {
+                return Ok(match client.get(&object).await? {
+                    None => RolloutProgress::Complete,
+                    Some(_) => RolloutProgress::Progressing {
+                        message: format!("{} is still being deleted", object.describe()),
+                    },
+                });
+            }
+            if !object.kind.is_workload() {
+                return Ok(RolloutProgress::Complete);
+            }
+            Ok::<_, FleetError>(client.progress(&object).await?.unwrap_or_else(|| {
+                RolloutProgress::Progressing {
+                    message: format!(
+                        "{} does not exist (restore not applied yet?)",
+                        object.describe()
+                    ),
+                }
+            }))
+        });
+        Ok(RolloutProgress::combine(try_join_all(checks).await?))
+    }
+}
+
+/// The object a manifest names; objects without a namespace go to the
+/// context's default namespace, as kubectl would put them.
+fn resolve(client: &ClusterClient, manifest: &Manifest) -> Result<ObjectRef, FleetError> {
+    let kind = manifest.supported_kind().ok_or_else(|| {
+        client.rejected(
+            &format!("manifest {}", manifest.describe()),
+            format!(
+                "{} {} is not a supported kind",
+                manifest.api_version(),
+                manifest.kind()
+            ),
+        )
+    })?;
+    if manifest.name().is_empty() {
+        return Err(client.rejected(
+            &format!("manifest {}", manifest.describe()),
+            "metadata.name is missing".to_owned(),
+        ));
+    }
+    Ok(ObjectRef {
+        kind,
+        namespace: manifest
+            .namespace()
+            .unwrap_or(client.client.default_namespace())
+            .to_owned(),
+        name: manifest.name().to_owned(),
+    })
+}
+
+fn resolve_all(
+    client: &ClusterClient,
+    manifests: &[Manifest],
+) -> Result<Vec<ObjectRef>, FleetError> {
+    manifests.iter().map(|m| resolve(client, m)).collect()
+}
+
+fn resolve_snapshot_object(
+    client: &ClusterClient,
+    object: &SnapshotObject,
+) -> Result<ObjectRef, FleetError> {
+    let kind = object.supported_kind().ok_or_else(|| {
+        client.rejected(
+            &format!("snapshot object {}", object.describe()),
+            format!(
+                "{} {} is not a supported kind",
+                object.api_version, object.kind
+            ),
+        )
+    })?;
+    Ok(ObjectRef {
+        kind,
+        namespace: object.namespace.clone(),
+        name: object.name.clone(),
+    })
+}

@@ -1,0 +1,477 @@
+//! The fleet against simulated clusters (`crate::sim`), through the real
+//! `kube` client over HTTP.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, json};
+use uuid::Uuid;
+
+use super::*;
+use crate::sim::{Faults, SimClusterSpec, SimFleet, SimOptions};
+
+const CLUSTER: &str = "eu-1";
+const NAMESPACE: &str = "default";
+
+const TEMPLATES: [&str; 2] = [
+    r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ application }}-config
+data:
+  version: "{{ version }}"
+"#,
+    r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ application }}
+spec:
+  replicas: {{ params.replicas | default(2) }}
+  selector:
+    matchLabels: {app: "{{ application }}"}
+  template:
+    metadata:
+      labels: {app: "{{ application }}"}
+    spec:
+      containers:
+        - name: app
+          image: "{{ image }}"
+"#,
+];
+
+struct Env {
+    sim: SimFleet,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let options = SimOptions {
+        replica_ready_after: Duration::from_millis(40),
+        observe_delay: Duration::from_millis(30),
+        ..SimOptions::default()
+    };
+    let sim = SimFleet::start(vec![SimClusterSpec::new(CLUSTER, "europe")], options)
+        .await
+        .expect("sim starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+    sim.write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig written");
+    Env {
+        sim,
+        kubeconfig,
+        _dir: dir,
+    }
+}
+
+impl Env {
+    async fn fleet(&self, opts: FleetOptions) -> Fleet {
+        Fleet::connect(
+            &self.kubeconfig,
+            &[(CLUSTER.to_owned(), CLUSTER.to_owned())],
+            opts,
+        )
+        .await
+        .expect("connects")
+    }
+
+    fn images(&self, name: &str) -> Option<Vec<String>> {
+        self.sim
+            .cluster(CLUSTER)
+            .expect("cluster")
+            .images("Deployment", NAMESPACE, name)
+    }
+
+    fn set_faults(&self, faults: Faults) {
+        self.sim
+            .cluster(CLUSTER)
+            .expect("cluster")
+            .set_faults(faults);
+    }
+}
+
+fn release(app: &str, version: &str) -> (Uuid, Vec<Manifest>) {
+    let id = Uuid::new_v4();
+    let ctx = RenderContext {
+        application: app.to_owned(),
+        namespace: NAMESPACE.to_owned(),
+        release_id: id,
+        version: version.to_owned(),
+        image: format!("registry.example/{app}:{version}"),
+        cluster: CLUSTER.to_owned(),
+        region: "europe".to_owned(),
+        params: Map::new(),
+    };
+    let templates: Vec<String> = TEMPLATES.iter().map(|t| (*t).to_owned()).collect();
+    (id, render(&templates, &ctx).expect("renders"))
+}
+
+/// Polls until the progress is no longer Progressing (or 30 s pass).
+async fn settle<F, Fut>(mut read: F) -> RolloutProgress
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<RolloutProgress, FleetError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let progress = read().await.expect("progress readable");
+        if !matches!(progress, RolloutProgress::Progressing { .. }) || Instant::now() > deadline {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn apply_then_progress_reaches_complete() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let (_, manifests) = release("web", "1.0.0");
+    fleet.apply(CLUSTER, &manifests).await.expect("applies");
+    assert_eq!(
+        env.images("web"),
+        Some(vec!["registry.example/web:1.0.0".to_owned()])
+    );
+    let progress = settle(|| fleet.rollout_progress(CLUSTER, &manifests)).await;
+    assert_eq!(progress, RolloutProgress::Complete);
+    // The apply log shows our field manager, ConfigMap before Deployment.
+    let log = env.sim.cluster(CLUSTER).expect("cluster").apply_log();
+    let kinds: Vec<&str> = log.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Deployment"]);
+    assert!(log.iter().all(|r| r.field_manager == "meridian"));
+}
+
+#[tokio::test]
+async fn progress_right_after_an_update_is_not_complete() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let (_, v1) = release("web", "1.0.0");
+    fleet.apply(CLUSTER, &v1).await.expect("applies v1");
+    assert_eq!(
+        settle(|| fleet.rollout_progress(CLUSTER, &v1)).await,
+        RolloutProgress::Complete
+    );
+    let (_, v2) = release("web", "2.0.0");
+    fleet.apply(CLUSTER, &v2).await.expect("applies v2");
+    // The status still describes v1, fully rolled out; the generation check
+    // must keep this from reading as done.
+    let immediately = fleet
+        .rollout_progress(CLUSTER, &v2)
+        .await
+        .expect("readable");
+    assert!(
+        matches!(immediately, RolloutProgress::Progressing { .. }),
+        "{immediately:?}"
+    );
+    assert_eq!(
+        settle(|| fleet.rollout_progress(CLUSTER, &v2)).await,
+        RolloutProgress::Complete
+    );
+}
+
+#[tokio::test]
+async fn absent_workload_is_progressing() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let (_, manifests) = release("ghost", "1.0.0");
+    let progress = fleet
+        .rollout_progress(CLUSTER, &manifests)
+        .await
+        .expect("readable");
+    assert_eq!(
+        progress,
+        RolloutProgress::Progressing {
+            message: "Deployment default/ghost does not exist yet".to_owned()
+        }
+    );
+}
+
+#[tokio::test]
+async fn snapshot_then_restore_brings_the_old_image_back() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let (v1_id, v1) = release("web", "1.0.0");
+    fleet.apply(CLUSTER, &v1).await.expect("applies v1");
+    assert_eq!(
+        settle(|| fleet.rollout_progress(CLUSTER, &v1)).await,
+        RolloutProgress::Complete
+    );
+
+    let (v2_id, v2) = release("web", "2.0.0");
+    let before = fleet.snapshot(CLUSTER, &v2).await.expect("snapshot");
+    assert_eq!(before.release_id(), Some(v1_id));
+    assert_eq!(before.objects.len(), 2);
+    let live = before
+        .objects
+        .iter()
+        .find(|o| o.kind == "Deployment")
+        .and_then(|o| o.live.clone())
+        .expect("live");
+    assert!(live.get("status").is_none());
+    assert!(live["metadata"].get("resourceVersion").is_none());
+    assert!(live["metadata"].get("managedFields").is_none());
+    // The snapshot survives the trip through the database as JSON.
+    let before: Snapshot =
+        serde_json::from_value(serde_json::to_value(&before).expect("encodes")).expect("decodes");
+
+    fleet.apply(CLUSTER, &v2).await.expect("applies v2");
+    assert_eq!(
+        settle(|| fleet.rollout_progress(CLUSTER, &v2)).await,
+        RolloutProgress::Complete
+    );
+    assert_eq!(
+        env.images("web"),
+        Some(vec!["registry.example/web:2.0.0".to_owned()])
+    );
+    assert_eq!(
+        fleet
+            .snapshot(CLUSTER, &v2)
+            .await
+            .expect("snapshot")
+            .release_id(),
+        Some(v2_id)
+    );
+
+    fleet.restore(CLUSTER, &before).await.expect("restores");
+    assert_eq!(
+        env.images("web"),
+        Some(vec!["registry.example/web:1.0.0".to_owned()])
+    );
+    assert_eq!(
+        settle(|| fleet.snapshot_progress(CLUSTER, &before)).await,
+        RolloutProgress::Complete
+    );
+    let after = fleet.snapshot(CLUSTER, &v1).await.expect("snapshot");
+    assert_eq!(after.release_id(), Some(v1_id));
+    let config = after
+        .objects
+        .iter()
+        .find(|o| o.kind == "ConfigMap")
+        .and_then(|o| o.live.clone())
+        .expect("config");
+    assert_eq!(config["data"]["version"], json!("1.0.0"));
+}
+
+#[tokio::test]
+async fn restore_of_a_previously_absent_object_deletes_it() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let (_, manifests) = release("newcomer", "1.0.0");
+    let before = fleet.snapshot(CLUSTER, &manifests).await.expect("snapshot");
+    assert!(before.objects.iter().all(|o| o.live.is_none()));
+    assert_eq!(before.release_id(), None);
+
+    fleet.apply(CLUSTER, &manifests).await.expect("applies");
+    assert!(env.images("newcomer").is_some());
+    fleet.restore(CLUSTER, &before).await.expect("restores");
+    assert_eq!(env.images("newcomer"), None);
+    assert_eq!(
+        settle(|| fleet.snapshot_progress(CLUSTER, &before)).await,
+        RolloutProgress::Complete
+    );
+    let now = fleet.snapshot(CLUSTER, &manifests).await.expect("snapshot");
+    assert!(now.objects.iter().all(|o| o.live.is_none()), "{now:?}");
+    // Restoring again is harmless: deleting what is gone is not an error.
+    fleet
+        .restore(CLUSTER, &before)
+        .await
+        .expect("restores again");
+}
+
+#[tokio::test]
+async fn conflict_with_another_field_manager_names_it() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let other = env
+        .fleet(FleetOptions {
+            field_manager: "hotfix-operator".to_owned(),
+            ..FleetOptions::default()
+        })
+        .await;
+    let (_, theirs) = release("web", "1.0.0-hotfix");
+    other
+        .apply(CLUSTER, &theirs)
+        .await
+        .expect("other manager applies");
+
+    let (_, ours) = release("web", "2.0.0");
+    let err = fleet.apply(CLUSTER, &ours).await.expect_err("conflicts");
+    let FleetError::Conflict { cluster, message } = &err else {
+        panic!("expected Conflict, got {err:?}");
+    };
+    assert_eq!(cluster, CLUSTER);
+    assert!(message.contains("hotfix-operator"), "{message}");
+    assert!(message.contains("default/web"), "{message}");
+    assert!(!err.is_transient());
+    // Nothing was overwritten.
+    assert_eq!(
+        env.images("web"),
+        Some(vec!["registry.example/web:1.0.0-hotfix".to_owned()])
+    );
+
+    // A restore forces: an operator's rollback wins over the other manager.
+    let snapshot = fleet.snapshot(CLUSTER, &theirs).await.expect("snapshot");
+    let mut forced = snapshot.clone();
+    for object in &mut forced.objects {
+        if let Some(live) = object.live.as_mut().filter(|_| object.kind == "Deployment") {
+            live["spec"]["template"]["spec"]["containers"][0]["image"] =
+                json!("registry.example/web:0.9.0");
+        }
+    }
+    fleet
+        .restore(CLUSTER, &forced)
+        .await
+        .expect("forced restore");
+    assert_eq!(
+        env.images("web"),
+        Some(vec!["registry.example/web:0.9.0".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn refused_connections_give_unreachable_within_the_budget() {
+    let env = env().await;
+    let fleet = env
+        .fleet(FleetOptions {
+            call_timeout: Duration::from_secs(2),
+            ..FleetOptions::default()
+        })
+        .await;
+    env.set_faults(Faults {
+        refuse_connections: true,
+        ..Faults::default()
+    });
+    let (_, manifests) = release("web", "1.0.0");
+    for err in [
+        fleet.apply(CLUSTER, &manifests).await.expect_err("refused"),
+        fleet
+            .snapshot(CLUSTER, &manifests)
+            .await
+            .expect_err("refused"),
+        fleet
+            .rollout_progress(CLUSTER, &manifests)
+            .await
+            .expect_err("refused"),
+    ] {
+        let FleetError::Unreachable { cluster, message } = &err else {
+            panic!("expected Unreachable, got {err:?}");
+        };
+        assert_eq!(cluster, CLUSTER);
+        assert!(message.contains("gave up after 3 attempt(s)"), "{message}");
+        assert!(err.is_transient());
+    }
+    // The cluster comes back and the same fleet works again.
+    env.set_faults(Faults::default());
+    fleet
+        .apply(CLUSTER, &manifests)
+        .await
+        .expect("applies after recovery");
+}
+
+#[tokio::test]
+async fn a_slow_api_server_is_cut_by_the_call_timeout() {
+    let env = env().await;
+    let fleet = env
+        .fleet(FleetOptions {
+            call_timeout: Duration::from_millis(200),
+            attempts: 2,
+            ..FleetOptions::default()
+        })
+        .await;
+    env.set_faults(Faults {
+        latency_ms: 10_000,
+        ..Faults::default()
+    });
+    let (_, manifests) = release("web", "1.0.0");
+    let err = fleet
+        .snapshot(CLUSTER, &manifests)
+        .await
+        .expect_err("too slow");
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        err.to_string().contains("gave up after 2 attempt(s)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_they_succeed() {
+    let env = env().await;
+    // Attempts are raised so that a 30% error rate cannot plausibly exhaust
+    // them (0.3^8 per request); the default budget is exercised below.
+    let fleet = env
+        .fleet(FleetOptions {
+            attempts: 8,
+            ..FleetOptions::default()
+        })
+        .await;
+    env.set_faults(Faults {
+        error_rate: 0.3,
+        ..Faults::default()
+    });
+    let (_, manifests) = release("web", "1.0.0");
+    for _ in 0..5 {
+        fleet
+            .apply(CLUSTER, &manifests)
+            .await
+            .expect("applies despite 500s");
+        fleet
+            .snapshot(CLUSTER, &manifests)
+            .await
+            .expect("snapshots despite 500s");
+    }
+    assert_eq!(
+        env.images("web"),
+        Some(vec!["registry.example/web:1.0.0".to_owned()])
+    );
+
+    // Every answer a 500: the default budget gives up with the server's words.
+    let fleet = env.fleet(FleetOptions::default()).await;
+    env.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let err = fleet
+        .apply(CLUSTER, &manifests)
+        .await
+        .expect_err("always 500");
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("HTTP 500"), "{err}");
+}
+
+#[tokio::test]
+async fn unknown_cluster_and_missing_context_are_errors() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let err = fleet.apply("nowhere", &[]).await.expect_err("unknown");
+    assert_eq!(err, FleetError::UnknownCluster("nowhere".to_owned()));
+
+    let clusters = [("us-1".to_owned(), "us-1-context".to_owned())];
+    let err = Fleet::connect(&env.kubeconfig, &clusters, FleetOptions::default())
+        .await
+        .expect_err("no context");
+    assert!(
+        matches!(&err, FleetError::Config { cluster, .. } if cluster == "us-1"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("us-1-context"), "{err}");
+}
+
+#[tokio::test]
+async fn unsupported_manifests_are_rejected_before_any_request() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let (_, mut manifests) = release("web", "1.0.0");
+    manifests.push(Manifest(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+    ));
+    let err = fleet
+        .apply(CLUSTER, &manifests)
+        .await
+        .expect_err("rejected");
+    assert!(matches!(err, FleetError::Rejected { .. }), "{err:?}");
+    assert_eq!(env.sim.cluster(CLUSTER).expect("cluster").apply_calls(), 0);
+}

@@ -1,0 +1,121 @@
+//! One stored object: its applied content, field ownership, simulated
+//! controller, last written status, and how it renders on the wire.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::admission::metadata_mut;
+use super::images;
+use super::kinds::Kind;
+use super::records::ObjectSummary;
+use super::ssa::{self, Owners};
+use super::timefmt::k8s_time;
+use super::workload::{ControllerEnv, WorkloadSim};
+
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub kind: &'static Kind,
+    /// The object without `status` and `managedFields`, which are kept
+    /// apart and added on render.
+    pub object: Value,
+    pub owners: Owners,
+    /// When each manager last applied; the `time` of its managedFields entry.
+    pub manager_times: BTreeMap<String, DateTime<Utc>>,
+    pub workload: Option<WorkloadSim>,
+    /// The status as last observed; changes of it bump the resourceVersion.
+    pub status: Option<Value>,
+    /// The resourceVersion the object was created at (watch ADDED vs MODIFIED).
+    pub created_rv: u64,
+}
+
+impl Stored {
+    pub fn new(kind: &'static Kind, object: Value, created_rv: u64) -> Self {
+        Self {
+            kind,
+            object,
+            owners: Owners::new(),
+            manager_times: BTreeMap::new(),
+            workload: None,
+            status: None,
+            created_rv,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|rv| rv.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn set_resource_version(&mut self, rv: u64) {
+        metadata_mut(&mut self.object).insert("resourceVersion".into(), json!(rv.to_string()));
+    }
+
+    /// The status the kind's controller would show at `now`.
+    pub fn status_at(&self, now: DateTime<Utc>, env: ControllerEnv) -> Option<Value> {
+        match (&self.workload, self.kind.kind) {
+            (Some(w), _) => Some(w.status(self.name(), &self.object, now, env)),
+            (None, "Service") => Some(json!({"loadBalancer": {}})),
+            (None, "Namespace") => Some(json!({"phase": "Active"})),
+            _ => None,
+        }
+    }
+
+    /// The object as the API returns it, with managedFields and status.
+    pub fn render(&self) -> Value {
+        let mut object = self.object.clone();
+        let managers = ssa::managers(&self.owners);
+        let mut entries: Vec<(&DateTime<Utc>, &String)> = self
+            .manager_times
+            .iter()
+            .filter(|(m, _)| managers.contains(*m))
+            .map(|(m, t)| (t, m))
+            .collect();
+        entries.sort();
+        let managed: Vec<Value> = entries
+            .into_iter()
+            .map(|(time, manager)| {
+                json!({
+                    "manager": manager,
+                    "operation": "Apply",
+                    "apiVersion": self.kind.api_version(),
+                    "time": k8s_time(*time),
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": ssa::fields_v1(&self.owners, manager),
+                })
+            })
+            .collect();
+        if !managed.is_empty() {
+            metadata_mut(&mut object).insert("managedFields".into(), Value::Array(managed));
+        }
+        if let (Some(status), Some(map)) = (&self.status, object.as_object_mut()) {
+            map.insert("status".into(), status.clone());
+        }
+        object
+    }
+
+    pub fn summary(&self, namespace: &str) -> ObjectSummary {
+        ObjectSummary {
+            kind: self.kind.kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: self.name().to_owned(),
+            generation: self
+                .object
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64),
+            images: images::of_object(&self.object),
+            status: self.status.clone().unwrap_or(Value::Null),
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real PostgreSQL, the real `meridian` binary, and the
+//! simulated clusters over real HTTP.
+
+mod support;
+
+mod config_refused;
+mod crash;
+mod replicas;
+mod rollouts;

@@ -1,0 +1,131 @@
+//! A small client for Meridian's REST API.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::eventually;
+
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        super::install_crypto();
+        Api {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn ready(&self) -> bool {
+        match self.http.get(format!("{}/readyz", self.base)).send().await {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("API reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("API reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a release and returns its rollout id.
+    pub async fn release(&self, application: &str, version: &str, image: &str) -> Uuid {
+        let (status, body) = self
+            .post(
+                "/api/v1/releases",
+                json!({"application": application, "version": version, "image": image}),
+            )
+            .await;
+        assert_eq!(status, 201, "create release: {body}");
+        body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("rollout id")
+    }
+
+    pub async fn rollout(&self, id: Uuid) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/rollouts/{id}")).await;
+        assert_eq!(status, 200, "get rollout: {body}");
+        body
+    }
+
+    pub async fn events(&self, id: Uuid) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/api/v1/rollouts/{id}/events")).await;
+        assert_eq!(status, 200, "get events: {body}");
+        body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn act(&self, id: Uuid, action: &str) -> (u16, Value) {
+        self.post(
+            &format!("/api/v1/rollouts/{id}/{action}"),
+            json!({"reason": "test"}),
+        )
+        .await
+    }
+
+    /// Waits until the rollout reaches `state`, failing early if it ends in
+    /// another terminal state.
+    pub async fn wait_state(&self, id: Uuid, state: &str) -> Value {
+        eventually(&format!("rollout {id} to be {state}"), || async move {
+            let rollout = self.rollout(id).await;
+            let now = rollout["state"].as_str().unwrap_or_default().to_owned();
+            if now == state {
+                return Some(rollout);
+            }
+            let terminal = ["succeeded", "rolled_back", "failed", "aborted"];
+            assert!(
+                !terminal.contains(&now.as_str()),
+                "rollout ended {now}, expected {state}: {rollout:#}"
+            );
+            None
+        })
+        .await
+    }
+
+    /// Waits until `check` holds for the rollout.
+    pub async fn wait_until(&self, id: Uuid, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        eventually(what, || async {
+            let rollout = self.rollout(id).await;
+            check(&rollout).then_some(rollout)
+        })
+        .await
+    }
+}
+
+/// The states of a rollout's targets, by cluster.
+pub fn target_states(rollout: &Value) -> Vec<(String, String)> {
+    rollout["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| {
+            (
+                t["cluster"].as_str().unwrap_or_default().to_owned(),
+                t["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
