@@ -254,7 +254,7 @@ impl EmbeddedPostgres {
                 Ok(())
             }
             Ok(Stopped::AlreadyExited(status)) => Err(EmbeddedError::StopFailed(format!(
-                "server had already exited ({status}); see {}",
+                "server exited with {status} instead of a clean fast shutdown; see {}",
                 self.log.display()
             ))),
             Ok(Stopped::Forced(how)) => Err(EmbeddedError::StopFailed(format!(
@@ -505,10 +505,10 @@ fn find_bin_dir(
         return Ok(bin);
     }
 
-    if let Some(path) = path_var.as_ref() {
-        if let Some(dir) = std::env::split_paths(path).find(|d| has_server_bins(d)) {
-            return Ok(dir);
-        }
+    if let Some(path) = path_var.as_ref()
+        && let Some(dir) = std::env::split_paths(path).find(|d| has_server_bins(d))
+    {
+        return Ok(dir);
     }
 
     Err(EmbeddedError::BinariesNotFound {
@@ -532,6 +532,16 @@ fn read_pg_version(pgdata: &Path) -> Option<String> {
 
 /// Creates `data_dir` (parents 0755, itself 0700), owned by the server account.
 fn prepare_data_dir(data_dir: &Path, run_as: Option<&RunAs>) -> Result<(), EmbeddedError> {
+    // Checked before creating anything, so a refused directory leaves no
+    // trace; missing parents are fine because they are created 0755 below.
+    if let Some(run_as) = run_as
+        && let Some(blocker) = first_blocker(data_dir, run_as)
+    {
+        return Err(EmbeddedError::Unreachable {
+            data_dir: data_dir.to_path_buf(),
+            blocker,
+        });
+    }
     let parent = data_dir.parent().unwrap_or(Path::new("/"));
     // Create missing parents one by one so each can be given 0755 despite
     // a restrictive umask (0077 would make them untraversable for postgres).
@@ -544,14 +554,6 @@ fn prepare_data_dir(data_dir: &Path, run_as: Option<&RunAs>) -> Result<(), Embed
             // Another process may create it concurrently; that is fine.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_err(format!("creating {}", dir.display()))(e)),
-        }
-    }
-    if let Some(run_as) = run_as {
-        if let Some(blocker) = first_blocker(data_dir, run_as) {
-            return Err(EmbeddedError::Unreachable {
-                data_dir: data_dir.to_path_buf(),
-                blocker,
-            });
         }
     }
     match DirBuilder::new().mode(0o700).create(data_dir) {
@@ -969,10 +971,18 @@ mod tests {
     use super::*;
 
     /// A tempdir the `postgres` account can traverse when tests run as root
-    /// (tempfile creates 0700 directories).
+    /// (made explicit so the test does not depend on tempfile's mode).
     fn traversable_tempdir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        dir
+    }
+
+    /// A tempdir only its owner can traverse, like /root. Set explicitly:
+    /// tempfile's own mode depends on its version and the umask.
+    fn closed_tempdir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
         dir
     }
 
@@ -1202,7 +1212,7 @@ mod tests {
             uid: Uid::from_raw(65534),
             gid: Gid::from_raw(65534),
         };
-        let closed = tempfile::tempdir().expect("tempdir"); // 0700, owned by us
+        let closed = closed_tempdir();
         let open = traversable_tempdir();
         let closed_home = closed.path().to_str().expect("utf8").to_owned();
         let open_home = open.path().to_str().expect("utf8").to_owned();
@@ -1222,7 +1232,7 @@ mod tests {
         if !geteuid().is_root() {
             return; // Only root hands the server to another account.
         }
-        let closed = tempfile::tempdir().expect("tempdir"); // 0700
+        let closed = closed_tempdir();
         let err = EmbeddedPostgres::start(&closed.path().join("pg"))
             .await
             .expect_err("postgres cannot traverse a 0700 root dir");
