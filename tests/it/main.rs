@@ -5,5 +5,7 @@ mod support;
 
 mod config_refused;
 mod crash;
+mod demo;
+mod embedded;
 mod replicas;
 mod rollouts;

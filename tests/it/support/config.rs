@@ -53,8 +53,19 @@ pub fn app_yaml(name: &str, plan: &str, replicas: u32, deadline_secs: u32) -> St
 
 /// Writes `dir/meridian.yaml` naming the sim's kubeconfig.
 pub fn write_config(dir: &Path, kubeconfig: &Path, plans: &str, applications: &str) -> PathBuf {
+    write_config_with(dir, kubeconfig, plans, applications, "")
+}
+
+/// [`write_config`] with more top-level settings (e.g. `prometheus:`).
+pub fn write_config_with(
+    dir: &Path,
+    kubeconfig: &Path,
+    plans: &str,
+    applications: &str,
+    extra: &str,
+) -> PathBuf {
     let text = format!(
-        "kubeconfig: {}\n{}plans:\n{plans}applications:\n{applications}",
+        "kubeconfig: {}\n{extra}{}plans:\n{plans}applications:\n{applications}",
         kubeconfig.display(),
         clusters_yaml()
     );

@@ -126,3 +126,36 @@ impl SimControl {
             .expect("set faults");
     }
 }
+
+impl SimControl {
+    /// Makes images whose name contains `version` serve `rate` errors.
+    pub async fn set_error_rate(&self, cluster: &str, version: &str, rate: f64) {
+        self.http
+            .put(format!("{}/clusters/{cluster}/error-rate", self.url))
+            .json(&json!({"version_contains": version, "rate": rate}))
+            .send()
+            .await
+            .expect("sim control reachable")
+            .error_for_status()
+            .expect("set error rate");
+    }
+}
+
+impl Sim {
+    /// `host:port` of every simulated cluster, for Prometheus to scrape.
+    pub fn scrape_targets(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir.join("sim.json")).expect("sim.json");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("sim.json is JSON");
+        value["clusters"]
+            .as_object()
+            .expect("clusters")
+            .values()
+            .filter_map(|url| url.as_str())
+            .map(|url| {
+                url.trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_owned()
+            })
+            .collect()
+    }
+}
