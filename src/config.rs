@@ -10,7 +10,11 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::domain::{Application, Cluster, ClusterName, Parameters, Plan, plan::PlanSpec};
+use crate::domain::{
+    Application, Cluster, ClusterName, Parameters, Plan,
+    gate::{GateVars, render_gate_template},
+    plan::PlanSpec,
+};
 
 /// A problem in a config file: which file, where inside it, and what.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,22 @@ struct ConfigFile {
     applications: Vec<ApplicationSpec>,
     #[serde(default)]
     plans: Vec<PlanSpec>,
+    /// Where gates' PromQL queries go.
+    #[serde(default)]
+    prometheus: Option<PrometheusSettings>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSettings {
+    pub url: String,
+    /// Timeout of one query.
+    #[serde(default = "default_query_timeout")]
+    pub timeout: crate::domain::HumanDuration,
+}
+
+fn default_query_timeout() -> crate::domain::HumanDuration {
+    crate::domain::HumanDuration::from_secs(5)
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +107,7 @@ pub struct Config {
     pub applications: Vec<Application>,
     /// Each plan as written and as checked.
     pub plans: Vec<(PlanSpec, Plan)>,
+    pub prometheus: Option<PrometheusSettings>,
 }
 
 impl Config {
@@ -150,6 +171,19 @@ impl Config {
             }
             let plan = Plan::from_spec(&spec, &clusters)
                 .map_err(|e| (format!("plans[{i}].{}", e.path), e.message))?;
+            for (j, gate) in plan.gates.iter().enumerate() {
+                let Some(query) = gate.check.query() else {
+                    continue;
+                };
+                let at = format!("plans[{i}].gates[{j}].{}.query", gate.check.kind());
+                if raw.prometheus.is_none() {
+                    return Err((
+                        at,
+                        "this gate queries Prometheus, but the file has no `prometheus: {url: ...}`".into(),
+                    ));
+                }
+                render_gate_template(query, &GateVars::sample()).map_err(|e| (at, e))?;
+            }
             plans.push((spec, plan));
         }
 
@@ -216,7 +250,49 @@ impl Config {
             clusters,
             applications,
             plans,
+            prometheus: raw.prometheus,
         })
+    }
+
+    /// Asks Prometheus whether every gate query parses. A query Prometheus
+    /// refuses is an error naming the query and Prometheus's message; an
+    /// unreachable Prometheus only gets a warning (it may come up later).
+    pub async fn check_queries(
+        &self,
+        file: &Path,
+        prometheus: &crate::health::prometheus::PrometheusClient,
+    ) -> Result<(), ConfigError> {
+        use crate::health::PromError;
+        for (i, (_, plan)) in self.plans.iter().enumerate() {
+            for (j, gate) in plan.gates.iter().enumerate() {
+                let Some(query) = gate.check.query() else {
+                    continue;
+                };
+                let path = format!("plans[{i}].gates[{j}].{}.query", gate.check.kind());
+                let rendered =
+                    render_gate_template(query, &GateVars::sample()).map_err(|message| {
+                        ConfigError {
+                            file: file.to_owned(),
+                            path: path.clone(),
+                            message,
+                        }
+                    })?;
+                match prometheus.check_syntax(&rendered).await {
+                    Ok(()) => {}
+                    Err(PromError::BadQuery { message, .. }) => {
+                        return Err(ConfigError {
+                            file: file.to_owned(),
+                            path,
+                            message: format!("Prometheus refused the query `{query}`: {message}"),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(gate = %gate.name, error = %e, "cannot check a gate query with Prometheus now");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -17,6 +17,8 @@ pub mod domain;
 pub mod engine;
 /// Kubernetes through `kube`: per-cluster clients, render, apply, observe.
 pub mod fleet;
+/// Gate readings: Prometheus queries, HTTP checks, threshold and baseline verdicts.
+pub mod health;
 /// Wiring of the whole service: `serve`.
 pub mod server;
 /// Simulated Kubernetes API servers (a test double, also used by `demo`).

@@ -9,14 +9,17 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, AppState},
     config::Config,
-    engine::{Engine, EngineConfig},
+    engine::{Engine, EngineConfig, HealthClients},
     fleet::{Fleet, FleetOptions},
+    health::prometheus::PrometheusClient,
     store::{Store, embedded::EmbeddedPostgres},
     telemetry::Metrics,
 };
 
 /// Connections the service keeps to PostgreSQL.
 const DB_POOL_SIZE: u32 = 16;
+/// Timeout of one HTTP gate check.
+const HTTP_GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct ServeOptions {
     pub listen: SocketAddr,
@@ -77,6 +80,14 @@ async fn run(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    // Prometheus judges gate queries before anything is stored.
+    if let (Some(config), Some(path)) = (&config, &options.config)
+        && let Some(settings) = &config.prometheus
+    {
+        let client = PrometheusClient::new(&settings.url, settings.timeout.0)
+            .with_context(|| format!("bad Prometheus URL `{}`", settings.url))?;
+        config.check_queries(path, &client).await?;
+    }
     let store = Store::connect(database_url, DB_POOL_SIZE).await?;
     let mut kubeconfig = options.kubeconfig.clone();
     if let Some(config) = &config {
@@ -110,8 +121,22 @@ async fn run(
             .with_context(|| format!("cannot build cluster clients from {}", path.display()))?
     };
 
+    let prometheus = match config.as_ref().and_then(|c| c.prometheus.as_ref()) {
+        Some(settings) => Some(
+            PrometheusClient::new(&settings.url, settings.timeout.0)
+                .with_context(|| format!("bad Prometheus URL `{}`", settings.url))?,
+        ),
+        None => None,
+    };
+    let health = HealthClients {
+        prometheus,
+        http: reqwest::Client::builder()
+            .timeout(HTTP_GATE_TIMEOUT)
+            .build()
+            .context("cannot build the HTTP client for gates")?,
+    };
     let worker_id = options.worker_id.clone().unwrap_or_else(default_worker_id);
-    let engine = Engine::new(store.clone(), fleet, EngineConfig::new(worker_id));
+    let engine = Engine::new(store.clone(), fleet, health, EngineConfig::new(worker_id));
     let metrics = Metrics::default();
 
     let listener = tokio::net::TcpListener::bind(options.listen)

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rollouts", get(rollouts::list))
         .route("/rollouts/{id}", get(rollouts::get))
         .route("/rollouts/{id}/events", get(rollouts::events))
+        .route("/rollouts/{id}/gates", get(rollouts::gates))
         .route("/rollouts/{id}/{action}", post(rollouts::act))
         .route("/applications", get(views::applications))
         .route("/clusters", get(views::clusters))

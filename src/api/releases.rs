@@ -17,6 +17,9 @@ pub struct CreateRelease {
     pub application: String,
     pub version: String,
     pub image: String,
+    /// Start even if the pre-rollout check finds the fleet unhealthy.
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Serialize)]
@@ -45,7 +48,13 @@ pub async fn create(
     }
     let (release, rollout_id) = state
         .store
-        .create_release(&body.application, &body.version, &body.image, "api")
+        .create_release(
+            &body.application,
+            &body.version,
+            &body.image,
+            "api",
+            body.force,
+        )
         .await?;
     state.metrics.releases_created.inc();
     Ok((

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     domain::{OperatorAction, RolloutState},
-    store::events::EventRecord,
+    store::events::{EventRecord, GateReadingRecord},
 };
 
 #[derive(Deserialize)]
@@ -79,6 +79,17 @@ pub async fn events(
     state.store.rollout(id).await?;
     Ok(Json(Items {
         items: state.store.events(id).await?,
+    }))
+}
+
+pub async fn gates(
+    State(state): State<AppState>,
+    id: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Items<GateReadingRecord>>, ApiError> {
+    let Path(id) = id?;
+    state.store.rollout(id).await?;
+    Ok(Json(Items {
+        items: state.store.gate_readings(id).await?,
     }))
 }
 

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Cluster, EventKind, FailurePolicy, NewEvent, Plan, RolloutState, TargetState};
+use super::{
+    Cluster, EventKind, FailurePolicy, NewEvent, Plan, RolloutState, TargetState, gate::Verdict,
+};
 
 /// The actor name of decisions the machine takes on its own.
 pub const ENGINE_ACTOR: &str = "engine";
@@ -39,6 +41,28 @@ pub struct StagePolicy {
     pub max_parallel: u32,
     pub bake: Duration,
     pub approval: bool,
+    #[serde(default)]
+    pub gates: Vec<GatePolicy>,
+}
+
+/// The timing facts of one gate; what it checks is the engine's business.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatePolicy {
+    pub name: String,
+    pub interval: Duration,
+    pub failure_limit: u32,
+    pub inconclusive_limit: u32,
+}
+
+/// Consecutive readings of one gate on one cluster during the current bake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateTrack {
+    pub gate: String,
+    pub cluster: String,
+    pub failures: u32,
+    pub inconclusive: u32,
+    pub passes: u32,
+    pub last_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +96,13 @@ pub struct Rollout {
     /// Why the rollout failed or was rolled back.
     pub reason: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Gate readings during the current stage's bake.
+    #[serde(default)]
+    pub gate_tracks: Vec<GateTrack>,
+    /// The plan's gates must be evaluated against the fleet before the
+    /// first stage starts.
+    #[serde(default)]
+    pub precheck_pending: bool,
 }
 
 /// What the clusters say about a target's workloads.
@@ -153,6 +184,15 @@ pub enum Input {
         error: String,
         transient: bool,
     },
+    /// One evaluation of a gate on the current stage's clusters.
+    GateReadings {
+        gate: String,
+        readings: Vec<(String, Verdict)>,
+    },
+    /// The pre-rollout check's findings (empty: the fleet is healthy).
+    PreChecked {
+        problems: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,6 +220,17 @@ impl Rollout {
                 max_parallel: s.max_parallel,
                 bake: s.bake.as_chrono(),
                 approval: s.approval,
+                gates: s
+                    .gates
+                    .iter()
+                    .filter_map(|name| plan.gate(name))
+                    .map(|g| GatePolicy {
+                        name: g.name.clone(),
+                        interval: g.interval.as_chrono(),
+                        failure_limit: g.failure_limit,
+                        inconclusive_limit: g.inconclusive_limit,
+                    })
+                    .collect(),
             })
             .collect();
         let targets = waves
@@ -209,7 +260,61 @@ impl Rollout {
             retry_at: None,
             reason: None,
             finished_at: None,
+            gate_tracks: Vec::new(),
+            precheck_pending: !plan.gates.is_empty(),
         }
+    }
+
+    /// Skips the pre-rollout check (the request said `force`).
+    pub fn skip_precheck(&mut self) {
+        self.precheck_pending = false;
+    }
+
+    /// Whether the engine must run the pre-rollout check before the next
+    /// `Tick` can start the first stage.
+    pub fn needs_precheck(&self) -> bool {
+        self.state == RolloutState::Pending && self.precheck_pending
+    }
+
+    /// Gates of the current stage due for an evaluation now: only during a
+    /// running stage's bake, each at its own interval.
+    pub fn gates_due(&self, now: DateTime<Utc>) -> Vec<String> {
+        if self.state != RolloutState::Running || self.bake_started_at.is_none() {
+            return Vec::new();
+        }
+        self.stages[self.current_stage]
+            .gates
+            .iter()
+            .filter(|g| self.gate_due_at(g).is_none_or(|at| at <= now))
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
+    /// When a gate is next due; `None` when it was never evaluated in this bake.
+    fn gate_due_at(&self, gate: &GatePolicy) -> Option<DateTime<Utc>> {
+        self.gate_tracks
+            .iter()
+            .filter(|t| t.gate == gate.name)
+            .map(|t| t.last_at)
+            .min()
+            .flatten()
+            .map(|last| last + gate.interval)
+    }
+
+    /// Every gate of the current stage has a good reading on every target
+    /// of the stage in this bake, and none is failing.
+    fn gates_satisfied(&self) -> bool {
+        let k = self.current_stage;
+        self.stages[k].gates.iter().all(|g| {
+            self.targets.iter().filter(|t| t.stage == k).all(|t| {
+                self.gate_tracks.iter().any(|track| {
+                    track.gate == g.name
+                        && track.cluster == t.cluster
+                        && track.passes > 0
+                        && track.failures == 0
+                })
+            })
+        })
     }
 
     /// Whether an operator action makes sense in the current state.
@@ -276,6 +381,9 @@ impl Rollout {
             S::Running => {
                 if let Some(started) = self.bake_started_at {
                     at(started + self.stages[self.current_stage].bake);
+                    for gate in &self.stages[self.current_stage].gates {
+                        at(self.gate_due_at(gate).unwrap_or(now).max(now));
+                    }
                 }
                 if self.has_calls_due() {
                     at(self.retry_at.unwrap_or(now).max(now));
@@ -338,6 +446,10 @@ impl Rollout {
                 error,
                 transient,
             } => self.restore_failed(&cluster, error, transient, now, tuning, &mut out),
+            Input::GateReadings { gate, readings } => {
+                self.gate_readings(&gate, readings, now, &mut out)
+            }
+            Input::PreChecked { problems } => self.prechecked(problems, now, &mut out),
         }
         out
     }
@@ -349,6 +461,7 @@ impl Rollout {
     fn tick(&mut self, now: DateTime<Utc>, out: &mut Vec<Effect>) {
         use RolloutState as S;
         match self.state {
+            S::Pending if self.precheck_pending => {}
             S::Pending => {
                 self.state = S::Running;
                 emit(
@@ -433,6 +546,9 @@ impl Rollout {
                 return;
             }
             let bake = self.stages[k].bake;
+            if self.bake_started_at.is_none() {
+                self.gate_tracks.clear();
+            }
             let started = *self.bake_started_at.get_or_insert_with(|| {
                 emit(
                     out,
@@ -446,9 +562,10 @@ impl Rollout {
                 );
                 now
             });
-            if now < started + bake {
+            if now < started + bake || !self.gates_satisfied() {
                 return;
             }
+            self.gate_tracks.clear();
             emit(
                 out,
                 EventKind::StageHealthy,
@@ -687,6 +804,12 @@ impl Rollout {
             }
             OperatorAction::Resume => {
                 self.state = self.paused_from.take().unwrap_or(RolloutState::Running);
+                // Judge afresh: a source that was unreachable gets a new
+                // chance, evaluated at once.
+                for track in &mut self.gate_tracks {
+                    track.inconclusive = 0;
+                    track.last_at = None;
+                }
                 out.push(event(
                     EventKind::Resumed,
                     format!("resumed by {actor}{why}"),
@@ -951,6 +1074,128 @@ impl Rollout {
     /// being ready, or failed while paused): it must not be approved as it
     /// is. It goes back to running, which bakes it again (and asks for the
     /// approval again) or acts on the failure.
+    fn gate_readings(
+        &mut self,
+        gate: &str,
+        readings: Vec<(String, Verdict)>,
+        now: DateTime<Utc>,
+        out: &mut Vec<Effect>,
+    ) {
+        // A reading that arrives after the stage moved on, paused or failed
+        // judges nothing any more.
+        if self.state != RolloutState::Running || self.bake_started_at.is_none() {
+            return;
+        }
+        let Some(policy) = self.stages[self.current_stage]
+            .gates
+            .iter()
+            .find(|g| g.name == gate)
+            .cloned()
+        else {
+            return;
+        };
+        for (cluster, verdict) in readings {
+            if self.state != RolloutState::Running {
+                return;
+            }
+            let index = match self
+                .gate_tracks
+                .iter()
+                .position(|t| t.gate == gate && t.cluster == cluster)
+            {
+                Some(i) => i,
+                None => {
+                    self.gate_tracks.push(GateTrack {
+                        gate: gate.to_owned(),
+                        cluster: cluster.clone(),
+                        failures: 0,
+                        inconclusive: 0,
+                        passes: 0,
+                        last_at: None,
+                    });
+                    self.gate_tracks.len() - 1
+                }
+            };
+            let track = &mut self.gate_tracks[index];
+            track.last_at = Some(now);
+            match verdict {
+                Verdict::Pass => {
+                    track.failures = 0;
+                    track.inconclusive = 0;
+                    track.passes += 1;
+                }
+                Verdict::Fail(detail) => {
+                    track.failures += 1;
+                    track.inconclusive = 0;
+                    let failures = track.failures;
+                    emit(
+                        out,
+                        EventKind::GateBadReading,
+                        Some(&cluster),
+                        format!(
+                            "gate `{gate}` bad reading {failures} of {} on {cluster}: {detail}",
+                            policy.failure_limit
+                        ),
+                    );
+                    if failures >= policy.failure_limit {
+                        self.fail_target(
+                            &cluster,
+                            format!("gate `{gate}` failed: {detail}"),
+                            now,
+                            out,
+                        );
+                    }
+                }
+                Verdict::Inconclusive(detail) => {
+                    track.inconclusive += 1;
+                    let count = track.inconclusive;
+                    if count >= policy.inconclusive_limit {
+                        self.paused_from = Some(RolloutState::Running);
+                        self.state = RolloutState::Paused;
+                        emit(
+                            out,
+                            EventKind::GatePaused,
+                            Some(&cluster),
+                            format!(
+                                "gate `{gate}` was inconclusive {count} times in a row on {cluster} ({detail}); paused rather than promote or roll back blindly: resume once the source is back"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn prechecked(&mut self, problems: Vec<String>, now: DateTime<Utc>, out: &mut Vec<Effect>) {
+        if !self.needs_precheck() {
+            return;
+        }
+        self.precheck_pending = false;
+        if problems.is_empty() {
+            emit(
+                out,
+                EventKind::PreCheckPassed,
+                None,
+                "pre-rollout check: the plan's gates hold on the current fleet".into(),
+            );
+            return;
+        }
+        let reason = format!(
+            "pre-rollout check failed, the fleet is already unhealthy: {}",
+            problems.join("; ")
+        );
+        self.finish(RolloutState::Failed, now);
+        emit(
+            out,
+            EventKind::PreCheckFailed,
+            None,
+            format!(
+                "{reason}; no cluster was changed (create the release with force to start anyway)"
+            ),
+        );
+        self.reason = Some(reason);
+    }
+
     fn stage_undone(&mut self) {
         use RolloutState as S;
         match self.state {

@@ -275,12 +275,14 @@ impl Case {
                 max_parallel: stage.max_parallel,
                 bake: HumanDuration::from_secs(stage.bake.unsigned_abs()),
                 approval: stage.approval,
+                gates: Vec::new(),
             });
         }
         let plan = Plan {
             name: "plan".into(),
             stages,
             on_failure: self.on_failure,
+            gates: Vec::new(),
         };
         (plan, clusters)
     }
@@ -366,7 +368,10 @@ struct Driver {
 
 fn cluster_of(input: &Input) -> Option<&str> {
     match input {
-        Input::Tick | Input::Operator { .. } => None,
+        Input::Tick
+        | Input::Operator { .. }
+        | Input::GateReadings { .. }
+        | Input::PreChecked { .. } => None,
         Input::Applied { cluster }
         | Input::ApplyFailed { cluster, .. }
         | Input::Observed { cluster, .. }

@@ -5,6 +5,7 @@ pub mod application;
 pub mod cluster;
 pub mod duration;
 pub mod event;
+pub mod gate;
 pub mod machine;
 pub mod plan;
 pub mod state;

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cluster, ClusterName, HumanDuration};
+use super::{
+    Cluster, ClusterName, HumanDuration,
+    gate::{Gate, GateSpec},
+};
 
 /// Which clusters a stage takes. Exactly one of the three forms.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,20 +45,31 @@ pub enum FailurePolicy {
     Halt,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
     pub name: String,
     pub clusters: ClusterSelector,
     pub max_parallel: u32,
     pub bake: HumanDuration,
     pub approval: bool,
+    /// Names of the plan's gates evaluated during this stage's bake.
+    #[serde(default)]
+    pub gates: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub name: String,
     pub stages: Vec<Stage>,
     pub on_failure: FailurePolicy,
+    #[serde(default)]
+    pub gates: Vec<Gate>,
+}
+
+impl Plan {
+    pub fn gate(&self, name: &str) -> Option<&Gate> {
+        self.gates.iter().find(|g| g.name == name)
+    }
 }
 
 /// A plan problem, with the path inside the plan where it is.
@@ -76,13 +90,16 @@ impl PlanError {
 }
 
 /// The plan as written in a config file or an API request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanSpec {
     pub name: String,
     pub stages: Vec<StageSpec>,
     #[serde(default)]
     pub on_failure: FailurePolicy,
+    /// Reusable gates; stages name the ones they use.
+    #[serde(default)]
+    pub gates: Vec<GateSpec>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +114,8 @@ pub struct StageSpec {
     pub bake: HumanDuration,
     #[serde(default)]
     pub approval: bool,
+    #[serde(default)]
+    pub gates: Vec<String>,
 }
 
 fn default_max_parallel() -> u32 {
@@ -172,6 +191,24 @@ impl Plan {
         if spec.stages.is_empty() {
             return Err(PlanError::at("stages", "a plan needs at least one stage"));
         }
+        let mut gates: Vec<Gate> = Vec::with_capacity(spec.gates.len());
+        for (i, gate) in spec.gates.iter().enumerate() {
+            let parsed = gate.parse().map_err(|(field, message)| {
+                let path = if field.is_empty() {
+                    format!("gates[{i}]")
+                } else {
+                    format!("gates[{i}].{field}")
+                };
+                PlanError::at(path, message)
+            })?;
+            if gates.iter().any(|g| g.name == parsed.name) {
+                return Err(PlanError::at(
+                    format!("gates[{i}].name"),
+                    format!("gate name `{}` is used twice", parsed.name),
+                ));
+            }
+            gates.push(parsed);
+        }
         let mut seen_names = BTreeSet::new();
         let mut stages = Vec::with_capacity(spec.stages.len());
         for (i, stage) in spec.stages.iter().enumerate() {
@@ -205,18 +242,28 @@ impl Plan {
                     }
                 }
             }
+            for (j, name) in stage.gates.iter().enumerate() {
+                if !gates.iter().any(|g| &g.name == name) {
+                    return Err(PlanError::at(
+                        format!("{path}.gates[{j}]"),
+                        format!("unknown gate `{name}`; declare it under the plan's `gates`"),
+                    ));
+                }
+            }
             stages.push(Stage {
                 name: stage.name.clone(),
                 clusters: selector,
                 max_parallel: stage.max_parallel,
                 bake: stage.bake,
                 approval: stage.approval,
+                gates: stage.gates.clone(),
             });
         }
         let plan = Plan {
             name: spec.name.clone(),
             stages,
             on_failure: spec.on_failure,
+            gates,
         };
         // An empty stage is almost always a typo in a selector: refuse it now
         // rather than let a rollout silently skip a wave.

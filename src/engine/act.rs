@@ -14,8 +14,8 @@ use crate::{
 pub(super) struct TickContext<'a> {
     inner: &'a Inner,
     record: &'a RolloutRecord,
-    application: Application,
-    clusters: HashMap<String, Cluster>,
+    pub(super) application: Application,
+    pub(super) clusters: HashMap<String, Cluster>,
 }
 
 impl<'a> TickContext<'a> {

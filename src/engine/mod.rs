@@ -3,6 +3,7 @@
 //! `NOTIFY` says something changed.
 
 mod act;
+mod gates;
 mod health;
 mod tick;
 
@@ -12,6 +13,7 @@ use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use gates::HealthClients;
 pub use health::EngineHealth;
 
 use crate::{
@@ -55,23 +57,26 @@ struct Inner {
     store: Store,
     fleet: Fleet,
     config: EngineConfig,
-    health: EngineHealth,
+    /// Prometheus and HTTP clients for gates.
+    health: HealthClients,
+    heartbeat: EngineHealth,
 }
 
 impl Engine {
-    pub fn new(store: Store, fleet: Fleet, config: EngineConfig) -> Engine {
+    pub fn new(store: Store, fleet: Fleet, health: HealthClients, config: EngineConfig) -> Engine {
         Engine {
             inner: Arc::new(Inner {
                 store,
                 fleet,
                 config,
-                health: EngineHealth::default(),
+                health,
+                heartbeat: EngineHealth::default(),
             }),
         }
     }
 
     pub fn health(&self) -> EngineHealth {
-        self.inner.health.clone()
+        self.inner.heartbeat.clone()
     }
 
     /// Runs until `shutdown` is cancelled; ticks in flight are finished
@@ -83,7 +88,7 @@ impl Engine {
         let mut ticks: JoinSet<()> = JoinSet::new();
         tracing::info!(worker = %inner.config.worker_id, "engine started");
         loop {
-            inner.health.beat();
+            inner.heartbeat.beat();
             let free = inner
                 .config
                 .max_concurrent_ticks

@@ -5,16 +5,17 @@
 
 use futures::future::join_all;
 
-use super::{Inner, act};
+use super::{Inner, act, gates::GateContext};
 use crate::{
     clock,
-    domain::{Effect, Input, NewEvent, Rollout},
+    domain::{Effect, Input, NewEvent, Rollout, gate::Reading},
     store::{Lease, StoreError, rollouts::TickCommit},
 };
 
-/// How many rounds of act-then-decide one tick may take (a failed restore
-/// lets the machine pick the next cluster at once).
-const MAX_ACT_ROUNDS: usize = 16;
+/// How many rounds of act-then-decide one tick may take. The machine only
+/// decides applies and restores on `Tick`, so one round is the norm; the
+/// bound guards against a future input that decides more.
+const MAX_ACT_ROUNDS: usize = 4;
 
 pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
     let store = &inner.store;
@@ -47,6 +48,32 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
     for input in observations {
         pending.extend(machine.handle(input, now, tuning));
     }
+
+    let mut readings: Vec<(Option<usize>, Reading)> = Vec::new();
+    if machine.needs_precheck() || !machine.gates_due(now).is_empty() {
+        let plan = store.plan(&record.plan_name, record.plan_version).await?;
+        let gates = GateContext::load(
+            store,
+            &inner.health,
+            plan,
+            &context.application,
+            &record.release,
+            &context.clusters,
+        )
+        .await?;
+        if machine.needs_precheck() {
+            let (problems, found) = gates.precheck(&machine).await;
+            readings.extend(found.into_iter().map(|r| (None, r)));
+            pending.extend(machine.handle(Input::PreChecked { problems }, clock::now(), tuning));
+        }
+        for gate in machine.gates_due(clock::now()) {
+            let stage = machine.current_stage;
+            let (input, found) = gates.evaluate(&machine, &gate).await;
+            readings.extend(found.into_iter().map(|r| (Some(stage), r)));
+            pending.extend(machine.handle(input, clock::now(), tuning));
+        }
+    }
+    let now = clock::now();
     pending.extend(machine.handle(Input::Tick, now, tuning));
 
     let mut processed_actions: &[i64] = &processed;
@@ -74,11 +101,13 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
                     processed_actions,
                     next_wake_at: machine.next_wake(clock::now(), tuning),
                     release_lease: false,
+                    readings: &readings,
                 },
             )
             .await?;
         before = machine.targets.clone();
         events.clear();
+        readings.clear();
         processed_actions = &[];
 
         let results = join_all(calls.iter().map(|call| context.perform(lease, call))).await;
@@ -100,6 +129,7 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
                 processed_actions,
                 next_wake_at: machine.next_wake(now, tuning),
                 release_lease: true,
+                readings: &readings,
             },
         )
         .await?;

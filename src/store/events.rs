@@ -32,3 +32,33 @@ impl Store {
         .await?)
     }
 }
+
+/// One stored gate evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+pub struct GateReadingRecord {
+    pub id: i64,
+    /// The stage it judged (0-based); null for the pre-rollout check.
+    pub stage: Option<i32>,
+    pub gate: String,
+    pub cluster: String,
+    pub value: Option<f64>,
+    pub baseline: Option<f64>,
+    pub threshold: Option<f64>,
+    pub verdict: String,
+    pub detail: Option<String>,
+    pub query: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// A rollout's gate readings in the order they were taken.
+    pub async fn gate_readings(&self, rollout_id: Uuid) -> Result<Vec<GateReadingRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT id, stage, gate, cluster, value, baseline, threshold, verdict, detail, query, created_at
+               FROM gate_readings WHERE rollout_id = $1 ORDER BY id",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::{EVENTS_CHANNEL, Result, Store, StoreError, WAKE_CHANNEL, catalog, catalog::to_json};
 use crate::domain::{
     EventKind, FailurePolicy, NewEvent, OperatorAction, Rollout, RolloutState, Target, TargetState,
-    machine::StagePolicy,
+    gate::Reading,
+    machine::{GateTrack, StagePolicy},
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +62,10 @@ struct MachineDoc {
     paused_from: Option<RolloutState>,
     retry_at: Option<DateTime<Utc>>,
     reason: Option<String>,
+    #[serde(default)]
+    gate_tracks: Vec<GateTrack>,
+    #[serde(default)]
+    precheck_pending: bool,
 }
 
 impl MachineDoc {
@@ -72,6 +77,8 @@ impl MachineDoc {
             paused_from: r.paused_from,
             retry_at: r.retry_at,
             reason: r.reason.clone(),
+            gate_tracks: r.gate_tracks.clone(),
+            precheck_pending: r.precheck_pending,
         }
     }
 }
@@ -85,6 +92,7 @@ impl Store {
         version: &str,
         image: &str,
         actor: &str,
+        force: bool,
     ) -> Result<(ReleaseRecord, Uuid)> {
         let mut tx = self.pool.begin().await?;
         let app: Option<(String,)> =
@@ -121,7 +129,10 @@ impl Store {
         let (plan_version, plan) = catalog::latest_plan(&mut tx, &plan_name).await?;
         let clusters = catalog::all_clusters(&mut tx).await?;
         let waves = plan.assign(&clusters);
-        let machine = Rollout::new(&plan, &waves);
+        let mut machine = Rollout::new(&plan, &waves);
+        if force {
+            machine.skip_precheck();
+        }
 
         let release = ReleaseRecord {
             id: Uuid::now_v7(),
@@ -212,6 +223,26 @@ impl Store {
             out.push(load_rollout(&mut conn, id).await?);
         }
         Ok(out)
+    }
+
+    /// The version each cluster ran when a rollout of `application` last
+    /// succeeded there: what "the previous release" is for gates.
+    pub async fn running_versions(
+        &self,
+        application: &str,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT ON (t.cluster) t.cluster, rel.version
+               FROM targets t
+               JOIN rollouts r ON r.id = t.rollout_id
+               JOIN releases rel ON rel.id = r.release_id
+              WHERE r.application = $1 AND r.state = 'succeeded' AND t.state = 'rolled_out'
+              ORDER BY t.cluster, r.created_at DESC",
+        )
+        .bind(application)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Claims up to `limit` due rollouts nobody holds, for `lease_secs`.
@@ -327,6 +358,7 @@ impl Store {
                 .await?;
         }
         insert_events(&mut tx, lease.rollout_id, tick.events, Some(lease)).await?;
+        insert_readings(&mut tx, lease.rollout_id, tick.readings).await?;
         tx.commit().await?;
         Ok(version)
     }
@@ -445,6 +477,9 @@ pub struct TickCommit<'a> {
     pub processed_actions: &'a [i64],
     pub next_wake_at: Option<DateTime<Utc>>,
     pub release_lease: bool,
+    /// Gate readings taken in this tick, with the stage they judged (None
+    /// for the pre-rollout check).
+    pub readings: &'a [(Option<usize>, Reading)],
 }
 
 async fn load_rollout(conn: &mut PgConnection, id: Uuid) -> Result<RolloutRecord> {
@@ -491,6 +526,8 @@ fn rollout_from_row(row: &PgRow, targets: Vec<Target>) -> Result<RolloutRecord> 
         retry_at: doc.retry_at,
         reason: doc.reason,
         finished_at: row.try_get("finished_at")?,
+        gate_tracks: doc.gate_tracks,
+        precheck_pending: doc.precheck_pending,
     };
     Ok(RolloutRecord {
         id,
@@ -603,6 +640,37 @@ async fn insert_events(
     .await?;
     if let Some(id) = last_id {
         notify(conn, EVENTS_CHANNEL, &id.to_string()).await?;
+    }
+    Ok(())
+}
+
+async fn insert_readings(
+    conn: &mut PgConnection,
+    rollout_id: Uuid,
+    readings: &[(Option<usize>, Reading)],
+) -> Result<()> {
+    for (stage, r) in readings {
+        let detail = match &r.verdict {
+            crate::domain::gate::Verdict::Pass => None,
+            crate::domain::gate::Verdict::Fail(d)
+            | crate::domain::gate::Verdict::Inconclusive(d) => Some(d.as_str()),
+        };
+        sqlx::query(
+            "INSERT INTO gate_readings (rollout_id, stage, gate, cluster, value, baseline, threshold, verdict, detail, query)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(rollout_id)
+        .bind(stage.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
+        .bind(&r.gate)
+        .bind(&r.cluster)
+        .bind(r.value)
+        .bind(r.baseline)
+        .bind(r.threshold)
+        .bind(r.verdict.as_str())
+        .bind(detail)
+        .bind(&r.query)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }

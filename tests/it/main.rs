@@ -7,5 +7,6 @@ mod config_refused;
 mod crash;
 mod demo;
 mod embedded;
+mod gates;
 mod replicas;
 mod rollouts;

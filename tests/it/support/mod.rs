@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod process;
+pub mod prometheus;
 pub mod sim;
 
 use std::time::Duration;
