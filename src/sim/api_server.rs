@@ -85,6 +85,7 @@ pub fn router(cluster: Shared) -> Router {
     // Layers run outside-in: the token check first, then injected faults.
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/apps/{namespace}/{name}/health", get(app_health))
         .merge(api)
         .with_state(cluster)
 }
@@ -359,6 +360,44 @@ async fn delete_namespace(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     namespace_target(c, name).delete()
+}
+
+/// An application health endpoint like many services have: 200 while the
+/// app's error rate is under 5%, 503 above. The demo's HTTP gate reads it
+/// when no Prometheus is installed.
+async fn app_health(
+    State(c): State<Shared>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    let found = c.store().app_error_rate(&namespace, &name);
+    app_health_response(found)
+}
+
+/// The app health answer for an app's (error rate, images), if it runs.
+pub(crate) fn app_health_response(found: Option<(f64, Vec<String>)>) -> Response {
+    /// The error rate above which the app reports itself failing.
+    const FAILING_ERROR_RATE: f64 = 0.05;
+    match found {
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"status": "absent"})),
+        )
+            .into_response(),
+        Some((rate, images)) => {
+            let failing = rate >= FAILING_ERROR_RATE;
+            let status = if failing {
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                axum::http::StatusCode::OK
+            };
+            let body = serde_json::json!({
+                "status": if failing { "failing" } else { "ok" },
+                "error_rate": rate,
+                "images": images,
+            });
+            (status, axum::Json(body)).into_response()
+        }
+    }
 }
 
 async fn metrics(State(c): State<Shared>) -> Response {

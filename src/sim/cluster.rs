@@ -151,6 +151,11 @@ impl SimClusterHandle {
         self.inner.store().images(kind, namespace, name)
     }
 
+    /// The error rate a Deployment's current images serve, with the images.
+    pub fn app_error_rate(&self, namespace: &str, name: &str) -> Option<(f64, Vec<String>)> {
+        self.inner.store().app_error_rate(namespace, name)
+    }
+
     /// Overrides the app error rate for images containing `version_substring`
     /// (whole image reference is matched), from now on.
     pub fn set_error_rate(&self, version_substring: &str, rate: f64) {

@@ -51,7 +51,25 @@ pub fn router(clusters: Clusters) -> Router {
         .route("/clusters/{name}/state", get(state))
         .route("/clusters/{name}/faults", put(set_faults).get(get_faults))
         .route("/clusters/{name}/error-rate", put(set_error_rate))
+        .route(
+            "/clusters/{name}/apps/{namespace}/{app}/health",
+            get(app_health),
+        )
         .with_state(clusters)
+}
+
+/// A cluster's app health endpoint, reachable by cluster name (the demo's
+/// HTTP gate templates its URL with `{{ cluster }}`).
+async fn app_health(
+    State(clusters): State<Clusters>,
+    Path((name, namespace, app)): Path<(String, String, String)>,
+) -> Response {
+    match find(&clusters, &name) {
+        Some(cluster) => {
+            super::api_server::app_health_response(cluster.app_error_rate(&namespace, &app))
+        }
+        None => unknown(&name),
+    }
 }
 
 async fn list(State(clusters): State<Clusters>) -> Response {

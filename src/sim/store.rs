@@ -442,6 +442,13 @@ impl ClusterStore {
         self.metrics.render(&self.cluster, &self.region)
     }
 
+    /// The error rate a Deployment's current images serve, with those
+    /// images; `None` when there is no such Deployment.
+    pub fn app_error_rate(&self, namespace: &str, name: &str) -> Option<(f64, Vec<String>)> {
+        let images = self.images("Deployment", namespace, name)?;
+        Some((self.rates.rate(&images), images))
+    }
+
     /// Overrides the app error rate of matching images from `now` on.
     pub fn set_error_rate(&mut self, image_substring: &str, rate: f64, now: DateTime<Utc>) {
         self.advance_metrics(now);

@@ -1,6 +1,8 @@
 //! `meridian demo` (the service with a simulated fleet) and `meridian sim`
 //! (the simulated fleet alone, for a service run separately).
 
+mod prometheus;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -40,10 +42,57 @@ pub fn demo_cluster_specs() -> Vec<SimClusterSpec> {
         .collect()
 }
 
+/// How the demo judges health between stages.
+pub enum DemoGate {
+    /// The error ratio from Prometheus scraping the simulated clusters.
+    Prometheus { url: String },
+    /// The simulated app's own health endpoint, through the sim's control API.
+    Http { control_url: String },
+}
+
+impl DemoGate {
+    fn yaml(&self) -> (String, String) {
+        match self {
+            DemoGate::Prometheus { url } => (
+                format!("prometheus: {{url: \"{url}\"}}\n"),
+                r#"      - name: error-rate
+        prometheus:
+          query: 'sum(rate(app_http_errors_total{cluster="{{ cluster }}",app="{{ application }}"}[5s])) / sum(rate(app_http_requests_total{cluster="{{ cluster }}",app="{{ application }}"}[5s]))'
+          comparator: "<"
+          threshold: 0.05
+        interval: 2s
+        failure_limit: 2
+        inconclusive_limit: 5
+"#
+                .to_owned(),
+            ),
+            DemoGate::Http { control_url } => (
+                String::new(),
+                format!(
+                    r#"      - name: error-rate
+        http:
+          url: "{control_url}/clusters/{{{{ cluster }}}}/apps/{{{{ namespace }}}}/{{{{ application }}}}/health"
+          expect_status: 2xx
+          json_field: status
+          json_value: ok
+        interval: 2s
+        failure_limit: 2
+"#
+                ),
+            ),
+        }
+    }
+}
+
 /// The config file for the demo fleet: its clusters, the `shop` sample
-/// application and the `worldwide` plan (bake times of seconds).
-pub fn demo_config_yaml(kubeconfig: &Path) -> String {
-    let mut out = format!("kubeconfig: {}\nclusters:\n", kubeconfig.display());
+/// application and the `worldwide` plan (bake times of seconds) with an
+/// error-rate gate on every stage.
+pub fn demo_config_yaml(kubeconfig: &Path, gate: &DemoGate) -> String {
+    let (settings, gates) = gate.yaml();
+    let mut out = format!(
+        "kubeconfig: {}\n{settings}clusters:\n",
+        kubeconfig.display()
+    );
     for (name, region, timezone, labels) in DEMO_CLUSTERS {
         let labels: Vec<String> = labels
             .split(',')
@@ -54,28 +103,33 @@ pub fn demo_config_yaml(kubeconfig: &Path) -> String {
             labels.join(", ")
         ));
     }
-    out.push_str(DEMO_CATALOG);
+    out.push_str(&DEMO_CATALOG.replace("    gates: []\n", &format!("    gates:\n{gates}")));
     out
 }
 
 const DEMO_CATALOG: &str = r#"plans:
   - name: worldwide
+    gates: []
     stages:
       - name: canary
         clusters: {labels: {tier: canary}}
         bake: 10s
+        gates: [error-rate]
       - name: small
         clusters: {labels: {size: small}}
         max_parallel: 2
         bake: 10s
+        gates: [error-rate]
       - name: large
         clusters: {labels: {size: large}}
         max_parallel: 2
         bake: 10s
+        gates: [error-rate]
       - name: global
         clusters: all
         max_parallel: 3
         bake: 10s
+        gates: [error-rate]
 applications:
   - name: shop
     namespace: shop
@@ -124,7 +178,7 @@ pub struct SimFiles {
 }
 
 /// Writes the kubeconfig, the config file and `sim.json` for a fleet.
-pub fn write_sim_files(fleet: &SimFleet, dir: &Path) -> anyhow::Result<SimFiles> {
+pub fn write_sim_files(fleet: &SimFleet, dir: &Path, gate: &DemoGate) -> anyhow::Result<SimFiles> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()
@@ -132,7 +186,7 @@ pub fn write_sim_files(fleet: &SimFleet, dir: &Path) -> anyhow::Result<SimFiles>
     let kubeconfig = dir.join("kubeconfig");
     fleet.write_kubeconfig(&kubeconfig)?;
     let config = dir.join("meridian.yaml");
-    std::fs::write(&config, demo_config_yaml(&kubeconfig))
+    std::fs::write(&config, demo_config_yaml(&kubeconfig, gate))
         .with_context(|| format!("cannot write {}", config.display()))?;
     let clusters: serde_json::Map<String, serde_json::Value> = fleet
         .cluster_names()
@@ -148,10 +202,22 @@ pub fn write_sim_files(fleet: &SimFleet, dir: &Path) -> anyhow::Result<SimFiles>
     Ok(SimFiles { kubeconfig, config })
 }
 
+/// `host:port` of each simulated cluster, for Prometheus.
+fn scrape_targets(fleet: &SimFleet) -> Vec<String> {
+    fleet
+        .clusters()
+        .iter()
+        .map(|c| c.addr().to_string())
+        .collect()
+}
+
 /// `meridian sim --out DIR`: runs the simulated fleet until Ctrl-C.
 pub async fn run_sim(out: &Path) -> anyhow::Result<()> {
     let fleet = SimFleet::start(demo_cluster_specs(), SimOptions::default()).await?;
-    let files = write_sim_files(&fleet, out)?;
+    let gate = DemoGate::Http {
+        control_url: fleet.control_url(),
+    };
+    let files = write_sim_files(&fleet, out, &gate)?;
     println!(
         "simulated fleet of {} clusters is running",
         fleet.cluster_names().len()
@@ -172,7 +238,35 @@ pub async fn run_sim(out: &Path) -> anyhow::Result<()> {
 pub async fn run_demo(mut options: ServeOptions) -> anyhow::Result<()> {
     let fleet = SimFleet::start(demo_cluster_specs(), SimOptions::default()).await?;
     let dir = std::env::temp_dir().join(format!("meridian-demo-{}", std::process::id()));
-    let files = write_sim_files(&fleet, &dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (gate, prometheus) = match prometheus::find_binary() {
+        Some(binary) => {
+            let targets = scrape_targets(&fleet);
+            let running = prometheus::start(&binary, &dir, &targets).await?;
+            println!(
+                "Prometheus is scraping the simulated clusters at {}",
+                running.url
+            );
+            (
+                DemoGate::Prometheus {
+                    url: running.url.clone(),
+                },
+                Some(running),
+            )
+        }
+        None => {
+            println!(
+                "`prometheus` is not installed (apt-get install prometheus): the demo's error-rate gate is an HTTP check of the simulated app's health endpoint instead."
+            );
+            (
+                DemoGate::Http {
+                    control_url: fleet.control_url(),
+                },
+                None,
+            )
+        }
+    };
+    let files = write_sim_files(&fleet, &dir, &gate)?;
     options.config = Some(files.config);
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
@@ -189,9 +283,12 @@ pub async fn run_demo(mut options: ServeOptions) -> anyhow::Result<()> {
             "  curl -sS -X POST {url}/api/v1/releases -H 'content-type: application/json' \\\n    -d '{{\"application\":\"shop\",\"version\":\"1.1.0\",\"image\":\"registry.example/shop:1.1.0\"}}'"
         );
         println!("A release that never becomes ready (rolled back in its first stage): use an image tag containing `crashloop`.");
+        println!("A release whose error rate fails the gate during the canary's bake: an image tag containing `faulty`.");
+        println!("Gate readings: {url}/api/v1/rollouts/<id>/gates");
         println!("Press Ctrl-C to stop.");
     })
     .await;
+    drop(prometheus);
     fleet.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     result
