@@ -143,7 +143,9 @@ async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
+    let event_changes = api::spawn_notifier(store.clone(), shutdown.clone());
     let state = AppState {
+        event_changes,
         store,
         engine: engine.health(),
         metrics,

@@ -5,7 +5,10 @@ mod error;
 mod health;
 mod releases;
 mod rollouts;
+mod stream;
 mod views;
+
+pub use stream::spawn_notifier;
 
 use std::time::Duration;
 
@@ -31,6 +34,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Where people reach the service, for links in responses.
     pub public_url: String,
+    /// Bumped whenever new events were committed (by any replica).
+    pub event_changes: tokio::sync::watch::Receiver<u64>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -41,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rollouts/{id}/events", get(rollouts::events))
         .route("/rollouts/{id}/gates", get(rollouts::gates))
         .route("/rollouts/{id}/{action}", post(rollouts::act))
+        .route("/events/stream", get(stream::stream))
         .route("/applications", get(views::applications))
         .route("/clusters", get(views::clusters))
         .fallback(error::not_found);

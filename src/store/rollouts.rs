@@ -606,6 +606,9 @@ async fn update_target(conn: &mut PgConnection, rollout_id: Uuid, t: &Target) ->
     Ok(())
 }
 
+/// Advisory lock key that orders event commits (see `insert_events`).
+const EVENTS_ORDER_LOCK: i64 = 72_202;
+
 async fn insert_events(
     conn: &mut PgConnection,
     rollout_id: Uuid,
@@ -615,6 +618,13 @@ async fn insert_events(
     if events.is_empty() {
         return Ok(());
     }
+    // Event ids must become visible in id order, or a live reader that has
+    // seen id 11 would never see a slower transaction's id 10. Holding this
+    // lock until commit makes writers of events commit one after another.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(EVENTS_ORDER_LOCK)
+        .execute(&mut *conn)
+        .await?;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let clusters: Vec<Option<&str>> = events.iter().map(|e| e.cluster.as_deref()).collect();
     let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();

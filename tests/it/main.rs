@@ -10,3 +10,4 @@ mod embedded;
 mod gates;
 mod replicas;
 mod rollouts;
+mod stream;
