@@ -1,7 +1,13 @@
 //! `POST /api/v1/releases`: CI creates a release and starts its rollout.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
@@ -9,9 +15,9 @@ use super::{
     error::ApiJson,
     views::{Links, links},
 };
-use crate::store::ReleaseRecord;
+use crate::store::{IdempotencyKey, NewRelease, OnActive, ReleaseRecord};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRelease {
     pub application: String,
@@ -20,6 +26,9 @@ pub struct CreateRelease {
     /// Start even if the pre-rollout check finds the fleet unhealthy.
     #[serde(default)]
     pub force: bool,
+    /// What to do when the application already has an active rollout.
+    #[serde(default)]
+    pub on_active: OnActive,
 }
 
 #[derive(Serialize)]
@@ -27,16 +36,22 @@ pub struct Created {
     /// The rollout's id.
     pub id: Uuid,
     pub release: ReleaseRecord,
+    /// Waiting for the application's active rollout to end.
+    pub queued: bool,
     pub links: Links,
 }
+
+/// Longest Idempotency-Key accepted.
+const MAX_KEY_LEN: usize = 255;
 
 /// Longest version and image strings accepted.
 const MAX_FIELD_LEN: usize = 256;
 
 pub async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<CreateRelease>,
-) -> Result<(StatusCode, Json<Created>), ApiError> {
+) -> Result<Response, ApiError> {
     check_text("application", &body.application)?;
     check_text("version", &body.version)?;
     check_text("image", &body.image)?;
@@ -46,25 +61,61 @@ pub async fn create(
             "an image reference has no spaces",
         ));
     }
-    let (release, rollout_id) = state
-        .store
-        .create_release(
-            &body.application,
-            &body.version,
-            &body.image,
-            "api",
-            body.force,
-        )
-        .await?;
-    state.metrics.releases_created.inc();
-    Ok((
-        StatusCode::CREATED,
-        Json(Created {
-            id: rollout_id,
-            release,
-            links: links(&state.public_url, rollout_id),
+    let key = idempotency_key(&headers)?;
+    let request_hash = {
+        let canonical = serde_json::to_vec(&body).unwrap_or_default();
+        hex::encode(Sha256::digest(&canonical))
+    };
+    let request = NewRelease {
+        application: &body.application,
+        version: &body.version,
+        image: &body.image,
+        actor: "api",
+        force: body.force,
+        on_active: body.on_active,
+        idempotency: key.as_deref().map(|key| IdempotencyKey {
+            key,
+            request_hash: &request_hash,
         }),
-    ))
+    };
+    let public_url = state.public_url.clone();
+    let created = state
+        .store
+        .create_release(&request, |release, rollout_id, queued| {
+            serde_json::to_value(Created {
+                id: rollout_id,
+                release: release.clone(),
+                queued,
+                links: links(&public_url, rollout_id),
+            })
+            .unwrap_or_default()
+        })
+        .await?;
+    let mut response = (StatusCode::CREATED, Json(created.body)).into_response();
+    if created.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    } else {
+        state.metrics.releases_created.inc();
+    }
+    Ok(response)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
+        .trim();
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_LEN} characters"
+        )));
+    }
+    Ok(Some(key.to_owned()))
 }
 
 fn check_text(field: &str, value: &str) -> Result<(), ApiError> {

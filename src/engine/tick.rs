@@ -49,8 +49,12 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
         pending.extend(machine.handle(input, now, tuning));
     }
 
+    // A queued rollout waits, whatever woke it, until the application's
+    // older rollouts ended; the one ending wakes it.
+    let waiting_in_queue = machine.state == crate::domain::RolloutState::Pending
+        && store.is_queued_behind_another(record.id).await?;
     let mut readings: Vec<(Option<usize>, Reading)> = Vec::new();
-    if machine.needs_precheck() || !machine.gates_due(now).is_empty() {
+    if !waiting_in_queue && (machine.needs_precheck() || !machine.gates_due(now).is_empty()) {
         let plan = store.plan(&record.plan_name, record.plan_version).await?;
         let gates = GateContext::load(
             store,
@@ -74,7 +78,9 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
         }
     }
     let now = clock::now();
-    pending.extend(machine.handle(Input::Tick, now, tuning));
+    if !waiting_in_queue {
+        pending.extend(machine.handle(Input::Tick, now, tuning));
+    }
 
     let mut processed_actions: &[i64] = &processed;
     for _round in 0..MAX_ACT_ROUNDS {
@@ -127,7 +133,11 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
                 after: &machine,
                 events: &events,
                 processed_actions,
-                next_wake_at: machine.next_wake(now, tuning),
+                next_wake_at: if waiting_in_queue {
+                    None
+                } else {
+                    machine.next_wake(now, tuning)
+                },
                 release_lease: true,
                 readings: &readings,
             },

@@ -9,7 +9,9 @@ pub mod rollouts;
 
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
-pub use rollouts::{Lease, ReleaseRecord, RolloutRecord};
+pub use rollouts::{
+    Created, IdempotencyKey, Lease, NewRelease, OnActive, ReleaseRecord, RolloutRecord,
+};
 
 /// The channel that wakes engines: a rollout became due (new rollout,
 /// operator action). Only a hint; engines also poll on a short fallback.

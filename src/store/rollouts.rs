@@ -45,6 +45,47 @@ pub struct Lease {
     pub token: i64,
 }
 
+/// What to do when the application already has an active rollout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnActive {
+    /// Refuse with 409 naming the active rollout.
+    #[default]
+    Reject,
+    /// Start once the active one (and any queued before) ended.
+    Queue,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct IdempotencyKey<'a> {
+    pub key: &'a str,
+    /// SHA-256 of the request as parsed.
+    pub request_hash: &'a str,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct NewRelease<'a> {
+    pub application: &'a str,
+    pub version: &'a str,
+    pub image: &'a str,
+    pub actor: &'a str,
+    pub force: bool,
+    pub on_active: OnActive,
+    pub idempotency: Option<IdempotencyKey<'a>>,
+}
+
+/// The outcome of creating a release: the answer to give, first time or
+/// replayed.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub release: ReleaseRecord,
+    pub rollout_id: Uuid,
+    pub queued: bool,
+    pub body: serde_json::Value,
+    /// The same key and body came before; nothing new was created.
+    pub replayed: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingAction {
     pub id: i64,
@@ -88,13 +129,36 @@ impl Store {
     /// version, in one transaction, and wakes the engines.
     pub async fn create_release(
         &self,
-        application: &str,
-        version: &str,
-        image: &str,
-        actor: &str,
-        force: bool,
-    ) -> Result<(ReleaseRecord, Uuid)> {
+        request: &NewRelease<'_>,
+        render: impl FnOnce(&ReleaseRecord, Uuid, bool) -> serde_json::Value,
+    ) -> Result<Created> {
+        let NewRelease {
+            application,
+            version,
+            image,
+            actor,
+            force,
+            on_active,
+            idempotency,
+        } = *request;
         let mut tx = self.pool.begin().await?;
+        if let Some(key) = idempotency {
+            // The insert waits for a concurrent request with the same key
+            // to commit, then conflicts: at most one of them creates.
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key.key)
+            .bind(key.request_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !claimed {
+                drop(tx);
+                return self.replay(key).await;
+            }
+        }
         let app: Option<(String,)> =
             sqlx::query_as("SELECT plan_name FROM applications WHERE name = $1 FOR UPDATE")
                 .bind(application)
@@ -110,11 +174,15 @@ impl Store {
         .bind(application)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((id, state)) = active {
-            return Err(StoreError::Conflict(format!(
-                "application `{application}` already has an active rollout {id} ({state}); wait for it to finish or abort it"
-            )));
-        }
+        let queued = match (active, on_active) {
+            (None, _) => false,
+            (Some(_), OnActive::Queue) => true,
+            (Some((id, state)), OnActive::Reject) => {
+                return Err(StoreError::Conflict(format!(
+                    "application `{application}` already has an active rollout {id} ({state}); wait for it to finish, abort it, or send \"on_active\": \"queue\""
+                )));
+            }
+        };
         let exists: Option<(Uuid,)> =
             sqlx::query_as("SELECT id FROM releases WHERE application = $1 AND version = $2")
                 .bind(application)
@@ -159,7 +227,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO rollouts (id, release_id, application, plan_name, plan_version, state,
                                    current_stage, machine, created_by, next_wake_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, now())",
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, CASE WHEN $9 THEN NULL ELSE now() END)",
         )
         .bind(rollout_id)
         .bind(release.id)
@@ -169,6 +237,7 @@ impl Store {
         .bind(machine.state.as_str())
         .bind(to_json(&MachineDoc::of(&machine))?)
         .bind(actor)
+        .bind(queued)
         .execute(&mut *tx)
         .await?;
         for (position, target) in machine.targets.iter().enumerate() {
@@ -190,8 +259,59 @@ impl Store {
         )
         .await?;
         notify(&mut tx, WAKE_CHANNEL, &rollout_id.to_string()).await?;
+        let body = render(&release, rollout_id, queued);
+        if let Some(key) = idempotency {
+            sqlx::query(
+                "UPDATE idempotency_keys SET response_status = 201, response_body = $2 WHERE key = $1",
+            )
+            .bind(key.key)
+            .bind(&body)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok((release, rollout_id))
+        Ok(Created {
+            release,
+            rollout_id,
+            queued,
+            body,
+            replayed: false,
+        })
+    }
+
+    /// The stored answer to an earlier request with the same key.
+    async fn replay(&self, key: IdempotencyKey<'_>) -> Result<Created> {
+        let row: Option<(String, Option<serde_json::Value>)> = sqlx::query_as(
+            "SELECT request_hash, response_body FROM idempotency_keys WHERE key = $1",
+        )
+        .bind(key.key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((hash, body)) = row else {
+            return Err(StoreError::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry".into(),
+            ));
+        };
+        if hash != key.request_hash {
+            return Err(StoreError::Invalid(
+                "this Idempotency-Key was used with a different body; use a new key for a new request".into(),
+            ));
+        }
+        let body = body.ok_or_else(|| {
+            StoreError::Conflict("a request with this Idempotency-Key is still being processed; retry".into())
+        })?;
+        let rollout_id: Uuid = body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("stored idempotent response has no id".into()))?;
+        let record = self.rollout(rollout_id).await?;
+        Ok(Created {
+            release: record.release,
+            rollout_id,
+            queued: body["queued"].as_bool().unwrap_or(false),
+            body,
+            replayed: true,
+        })
     }
 
     pub async fn rollout(&self, id: Uuid) -> Result<RolloutRecord> {
@@ -223,6 +343,21 @@ impl Store {
             out.push(load_rollout(&mut conn, id).await?);
         }
         Ok(out)
+    }
+
+    /// Whether an older rollout of the same application is still active, so
+    /// this one must wait its turn.
+    pub async fn is_queued_behind_another(&self, rollout_id: Uuid) -> Result<bool> {
+        let (queued,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (
+                SELECT 1 FROM rollouts e JOIN rollouts q ON q.application = e.application
+                 WHERE q.id = $1 AND e.id <> q.id AND e.created_at < q.created_at
+                   AND e.state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted'))",
+        )
+        .bind(rollout_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(queued)
     }
 
     /// The version each cluster ran when a rollout of `application` last
@@ -345,6 +480,9 @@ impl Store {
         let Some((version,)) = updated else {
             return Err(StoreError::LeaseLost(lease.rollout_id));
         };
+        if after.state.is_terminal() {
+            start_next_queued(&mut tx, lease.rollout_id).await?;
+        }
         for (position, target) in after.targets.iter().enumerate() {
             let unchanged = tick.before.get(position) == Some(target);
             if !unchanged {
@@ -603,6 +741,25 @@ async fn update_target(conn: &mut PgConnection, rollout_id: Uuid, t: &Target) ->
     .bind(t.updated_at)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// When a rollout ends, the oldest rollout queued behind it for the same
+/// application becomes due.
+async fn start_next_queued(conn: &mut PgConnection, ended: Uuid) -> Result<()> {
+    let next: Option<(Uuid,)> = sqlx::query_as(
+        "UPDATE rollouts SET next_wake_at = now()
+          WHERE id = (SELECT q.id FROM rollouts q JOIN rollouts e ON e.application = q.application
+                       WHERE e.id = $1 AND q.state = 'pending' AND q.next_wake_at IS NULL
+                       ORDER BY q.created_at LIMIT 1)
+         RETURNING id",
+    )
+    .bind(ended)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((id,)) = next {
+        notify(conn, WAKE_CHANNEL, &id.to_string()).await?;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod crash;
 mod demo;
 mod embedded;
 mod gates;
+mod releases;
 mod replicas;
 mod rollouts;
 mod stream;
