@@ -5,6 +5,8 @@
 
 /// HTTP API, health endpoints and metrics.
 pub mod api;
+/// The client commands (`release`, `rollout`, `plan`, `cluster`) over the REST API.
+pub mod cli;
 /// Reads the wall clock; the only place that does.
 pub mod clock;
 /// The `serve --config` YAML file: parsed once into domain types.
@@ -27,3 +29,5 @@ pub mod sim;
 pub mod store;
 /// Logging set-up.
 pub mod telemetry;
+/// Webhooks: signed, retried deliveries of events to registered URLs.
+pub mod webhooks;

@@ -2,17 +2,27 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "meridian",
     version,
-    about = "Multi-cluster staged rollout orchestrator"
+    about = "Multi-cluster staged rollout orchestrator",
+    after_help = meridian::cli::EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: TopCommand,
+}
+
+/// The service's commands, then the API client's (`meridian::cli`).
+#[derive(Subcommand)]
+enum TopCommand {
+    #[command(flatten)]
+    Service(Command),
+    #[command(flatten)]
+    Client(meridian::cli::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -36,6 +46,40 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Manage API tokens directly in the database (for the first admin token).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret once, on stdout.
+    Create {
+        /// viewer, deployer, operator or admin.
+        #[arg(long)]
+        role: meridian::store::tokens::Role,
+        /// Recorded as the actor of what the token does (default: role and time).
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime, e.g. `30d` or `12h` (default: never expires).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// The database, chosen exactly as `serve` chooses it.
+#[derive(clap::Args)]
+struct DatabaseArgs {
+    /// PostgreSQL URL; without it Meridian runs its own PostgreSQL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Data folder of the embedded PostgreSQL (when no DATABASE_URL).
+    #[arg(long, env = "MERIDIAN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -43,12 +87,8 @@ struct ServerArgs {
     /// Address to listen on.
     #[arg(long, env = "MERIDIAN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// PostgreSQL URL; without it Meridian runs its own PostgreSQL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// Data folder of the embedded PostgreSQL (when no DATABASE_URL).
-    #[arg(long, env = "MERIDIAN_DATA_DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    database: DatabaseArgs,
     /// This replica's name in leases and events (default: host and pid).
     #[arg(long, env = "MERIDIAN_WORKER_ID")]
     worker_id: Option<String>,
@@ -61,17 +101,22 @@ impl ServerArgs {
     fn into_options(self, config: Option<PathBuf>) -> meridian::server::ServeOptions {
         meridian::server::ServeOptions {
             listen: self.listen,
-            database_url: self.database_url,
-            data_dir: self.data_dir,
+            database_url: self.database.database_url,
+            data_dir: self.database.data_dir,
             worker_id: self.worker_id,
             kubeconfig: self.kubeconfig,
             config,
+            bootstrap_token: None,
         }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = match Cli::parse().command {
+        // Client commands have their own exit codes and print no service logs.
+        TopCommand::Client(command) => return meridian::cli::run(command, Cli::command),
+        TopCommand::Service(command) => command,
+    };
     meridian::telemetry::init_logging();
     // reqwest and kube use rustls; pick its crypto provider once, here.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -83,12 +128,30 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve { config, server } => {
                 meridian::server::serve(server.into_options(config)).await
             }
             Command::Demo { server } => meridian::demo::run_demo(server.into_options(None)).await,
             Command::Sim { out } => meridian::demo::run_sim(&out).await,
+            Command::Token {
+                command:
+                    TokenCommand::Create {
+                        role,
+                        name,
+                        expires_in,
+                        database,
+                    },
+            } => {
+                create_token(meridian::server::TokenOptions {
+                    database_url: database.database_url,
+                    data_dir: database.data_dir,
+                    role,
+                    name,
+                    expires_in,
+                })
+                .await
+            }
         }
     });
     match result {
@@ -98,4 +161,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The secret alone goes to stdout, so `TOKEN=$(meridian token create …)`
+/// captures it; what it is goes to stderr.
+async fn create_token(options: meridian::server::TokenOptions) -> anyhow::Result<()> {
+    let (token, secret) = meridian::server::create_token(options).await?;
+    let expires = token
+        .expires_at
+        .map_or_else(|| "never".to_owned(), |at| at.to_rfc3339());
+    eprintln!(
+        "created token `{}` (role {}, id {}, expires {expires}); its secret is shown only now:",
+        token.name, token.role, token.id
+    );
+    println!("{}", secret.expose());
+    Ok(())
 }

@@ -1,19 +1,27 @@
 //! Wires the service together once at start: database, catalog, fleet,
 //! engine, HTTP. `main` only parses arguments and calls [`serve`].
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, AppState},
+    api::{self, AppState, BootstrapToken},
     config::Config,
     engine::{Engine, EngineConfig, HealthClients},
     fleet::{Fleet, FleetOptions},
     health::prometheus::PrometheusClient,
-    store::{Store, embedded::EmbeddedPostgres},
+    store::{
+        Store,
+        embedded::EmbeddedPostgres,
+        tokens::{NewToken, Role, TokenRecord, TokenSecret},
+    },
     telemetry::Metrics,
+    webhooks::{WebhookWorker, WorkerConfig},
 };
 
 /// Connections the service keeps to PostgreSQL.
@@ -28,6 +36,9 @@ pub struct ServeOptions {
     pub worker_id: Option<String>,
     pub kubeconfig: Option<PathBuf>,
     pub config: Option<PathBuf>,
+    /// An admin token to accept, when not from `MERIDIAN_BOOTSTRAP_TOKEN`
+    /// (the demo makes one up).
+    pub bootstrap_token: Option<String>,
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
@@ -49,33 +60,105 @@ pub async fn serve_until(
         Some(path) => Some(Config::load(path)?),
         None => None,
     };
-
-    let (database_url, embedded) = match &options.database_url {
-        Some(url) => (url.clone(), None),
-        None => {
-            let dir = options
-                .data_dir
-                .clone()
-                .unwrap_or_else(crate::store::embedded::default_data_dir);
-            tracing::info!(data_dir = %dir.display(), "no DATABASE_URL; starting the embedded PostgreSQL");
-            let pg = EmbeddedPostgres::start(&dir)
-                .await
-                .context("cannot start the embedded PostgreSQL")?;
-            (pg.url(), Some(pg))
-        }
+    let bootstrap_token = match &options.bootstrap_token {
+        Some(value) => BootstrapToken::new(value)?,
+        None => BootstrapToken::from_env()?,
     };
-    let result = run(options, config, &database_url, shutdown, on_ready).await;
-    if let Some(pg) = embedded
-        && let Err(e) = pg.stop().await
-    {
-        tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly");
+    if bootstrap_token.is_some() {
+        tracing::warn!(
+            "MERIDIAN_BOOTSTRAP_TOKEN is set and accepted as an admin token; unset it once real tokens exist"
+        );
     }
-    result
+
+    let database_url = options.database_url.clone();
+    let data_dir = options.data_dir.clone();
+    with_database(
+        database_url.as_deref(),
+        data_dir.as_deref(),
+        |url| async move { run(options, config, bootstrap_token, &url, shutdown, on_ready).await },
+    )
+    .await
+}
+
+/// Runs `work` with a database URL: `database_url` when given, else that of
+/// the embedded PostgreSQL in `data_dir` (or the default folder), started
+/// for `work` and stopped after it, whatever it returned.
+pub async fn with_database<T, F, Fut>(
+    database_url: Option<&str>,
+    data_dir: Option<&Path>,
+    work: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let Some(url) = database_url else {
+        let dir = data_dir.map_or_else(crate::store::embedded::default_data_dir, Path::to_owned);
+        tracing::info!(data_dir = %dir.display(), "no DATABASE_URL; starting the embedded PostgreSQL");
+        let pg = EmbeddedPostgres::start(&dir)
+            .await
+            .context("cannot start the embedded PostgreSQL")?;
+        let result = work(pg.url()).await;
+        if let Err(e) = pg.stop().await {
+            tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly");
+        }
+        return result;
+    };
+    work(url.to_owned()).await
+}
+
+/// What `meridian token create` asks for.
+pub struct TokenOptions {
+    pub database_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub role: Role,
+    /// Default: the role and the time, e.g. `admin-20250101-120000`.
+    pub name: Option<String>,
+    pub expires_in: Option<std::time::Duration>,
+}
+
+/// `meridian token create`: writes a token straight into the database,
+/// which is how the first admin token comes to exist. The secret is in the
+/// returned value only.
+pub async fn create_token(options: TokenOptions) -> anyhow::Result<(TokenRecord, TokenSecret)> {
+    let now = crate::clock::now();
+    let name = options
+        .name
+        .unwrap_or_else(|| format!("{}-{}", options.role, now.format("%Y%m%d-%H%M%S")));
+    let name = crate::store::tokens::check_name(&name)
+        .map_err(|e| anyhow::anyhow!("--name: {e}"))?
+        .to_owned();
+    let expires_at = match options.expires_in {
+        None => None,
+        Some(duration) => Some(
+            chrono::Duration::from_std(duration)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .context("--expires-in is too long")?,
+        ),
+    };
+    with_database(
+        options.database_url.as_deref(),
+        options.data_dir.as_deref(),
+        |url| async move {
+            // One connection: this command makes one insert.
+            let store = Store::connect(&url, 1).await?;
+            let token = NewToken {
+                name: &name,
+                role: options.role,
+                expires_at,
+                created_by: "cli",
+            };
+            Ok(store.issue_token(&token).await?)
+        },
+    )
+    .await
 }
 
 async fn run(
     options: ServeOptions,
     config: Option<Config>,
+    bootstrap_token: Option<BootstrapToken>,
     database_url: &str,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(SocketAddr),
@@ -136,7 +219,12 @@ async fn run(
             .context("cannot build the HTTP client for gates")?,
     };
     let worker_id = options.worker_id.clone().unwrap_or_else(default_worker_id);
-    let engine = Engine::new(store.clone(), fleet, health, EngineConfig::new(worker_id));
+    let engine = Engine::new(
+        store.clone(),
+        fleet,
+        health,
+        EngineConfig::new(worker_id.clone()),
+    );
     let metrics = Metrics::default();
 
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -144,12 +232,19 @@ async fn run(
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
     let event_changes = api::spawn_notifier(store.clone(), shutdown.clone());
+    let webhooks = WebhookWorker::new(
+        store.clone(),
+        WorkerConfig::new(worker_id, format!("http://{address}")),
+    )
+    .context("cannot build the webhook HTTP client")?;
+    let webhook_task = tokio::spawn(webhooks.run(event_changes.clone(), shutdown.clone()));
     let state = AppState {
         event_changes,
         store,
         engine: engine.health(),
         metrics,
         public_url: format!("http://{address}"),
+        bootstrap_token,
     };
     let engine_task = tokio::spawn(engine.run(shutdown.clone()));
     let api_task = tokio::spawn(api::serve(listener, state, shutdown.clone()));
@@ -159,8 +254,9 @@ async fn run(
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     let engine_result = engine_task.await.context("engine task panicked")?;
+    let webhook_result = webhook_task.await.context("webhook worker panicked")?;
     api_task.await.context("API task panicked")??;
-    engine_result
+    engine_result.and(webhook_result)
 }
 
 fn default_kubeconfig() -> Option<PathBuf> {

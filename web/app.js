@@ -15,11 +15,35 @@ const age = (iso) => {
   return `${Math.round(secs / 3600)}h ago`;
 };
 
+// The API token lives for this browser session only.
+const TOKEN_KEY = "meridian.token";
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+
+class SignInNeeded extends Error {}
+
 async function api(path) {
-  const response = await fetch(path, { headers: { accept: "application/json" } });
+  const response = await fetch(path, {
+    headers: { accept: "application/json", authorization: `Bearer ${token() ?? ""}` },
+  });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) throw new SignInNeeded(body.detail || "sign in with an API token");
+  if (response.status === 403) throw new Error(`your token may not see this: ${body.detail ?? ""}`);
   if (!response.ok) throw new Error(body.detail || `${response.status} ${response.statusText}`);
   return body;
+}
+
+function renderSignIn(message) {
+  view.innerHTML = `<h1>Sign in</h1>
+    <form id="signin"><p>${esc(message)}</p>
+      <label for="token">API token</label>
+      <input id="token" type="password" autocomplete="off" required>
+      <button type="submit">Sign in</button></form>`;
+  document.getElementById("signin").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
+    refresh();
+  });
+  document.getElementById("token").focus();
 }
 
 const TERMINAL = new Set(["succeeded", "rolled_back", "failed", "aborted"]);
@@ -57,12 +81,25 @@ async function renderRollout(id) {
     <h2>Events</h2><ol class="events">${timeline}</ol>`;
 }
 
+let signingIn = false;
+
 async function refresh() {
+  if (signingIn && !token()) return;
   const match = location.pathname.match(/^\/rollouts\/([0-9a-f-]{36})$/);
   try {
     await (match ? renderRollout(match[1]) : renderList());
+    signingIn = false;
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
+    if (error instanceof SignInNeeded) {
+      if (!signingIn || token()) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        signingIn = true;
+        renderSignIn(error.message);
+      }
+      status.textContent = "signed out";
+      return;
+    }
     status.textContent = `cannot refresh: ${error.message}`;
   }
 }

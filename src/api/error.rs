@@ -84,9 +84,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
             StoreError::Conflict(detail) => Self::conflict(detail),
-            StoreError::Invalid(detail) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable request", detail)
-            }
+            StoreError::Invalid(detail) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unprocessable request",
+                detail,
+            ),
             StoreError::LeaseLost(_) | StoreError::Database(_) | StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "store error while serving a request");
                 Self::new(

@@ -1,18 +1,23 @@
 //! The HTTP surface: REST API under `/api/v1`, health endpoints, metrics.
 
 mod assets;
+mod auth;
 mod error;
 mod health;
+mod plans;
 mod releases;
 mod rollouts;
 mod stream;
+mod tokens;
 mod views;
+mod webhooks;
 
+pub use auth::{BootstrapToken, Caller};
 pub use stream::spawn_notifier;
 
 use std::time::Duration;
 
-use axum::{Router, routing::get, routing::post};
+use axum::{Router, middleware, routing::get, routing::post};
 use tower_http::{
     catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, timeout::TimeoutLayer,
     trace::TraceLayer,
@@ -36,6 +41,8 @@ pub struct AppState {
     pub public_url: String,
     /// Bumped whenever new events were committed (by any replica).
     pub event_changes: tokio::sync::watch::Receiver<u64>,
+    /// `MERIDIAN_BOOTSTRAP_TOKEN`, accepted as an admin token when set.
+    pub bootstrap_token: Option<BootstrapToken>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -49,6 +56,19 @@ pub fn router(state: AppState) -> Router {
         .route("/events/stream", get(stream::stream))
         .route("/applications", get(views::applications))
         .route("/clusters", get(views::clusters))
+        .route("/plans", get(plans::list).post(plans::create))
+        .route("/plans/validate", post(plans::validate))
+        .route("/plans/{name}", get(plans::get))
+        .route("/plans/{name}/versions", get(plans::versions))
+        .route("/plans/{name}/versions/{version}", get(plans::get_version))
+        .merge(webhooks::routes())
+        .merge(tokens::routes())
+        // Keep last before the fallback: it covers only the routes added
+        // above, and not the fallback, so unknown paths stay 404, not 401.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .fallback(error::not_found);
     Router::new()
         .nest("/api/v1", api)
@@ -66,7 +86,7 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(CatchPanicLayer::custom(error::panic_response))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(auth::request_span))
         .with_state(state)
 }
 

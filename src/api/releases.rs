@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    ApiError, AppState,
+    ApiError, AppState, Caller,
     error::ApiJson,
     views::{Links, links},
 };
@@ -49,6 +49,7 @@ const MAX_FIELD_LEN: usize = 256;
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateRelease>,
 ) -> Result<Response, ApiError> {
@@ -70,7 +71,7 @@ pub async fn create(
         application: &body.application,
         version: &body.version,
         image: &body.image,
-        actor: "api",
+        actor: caller.actor(),
         force: body.force,
         on_active: body.on_active,
         idempotency: key.as_deref().map(|key| IdempotencyKey {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    ApiError, AppState,
+    ApiError, AppState, Caller,
     views::{Items, RolloutView},
 };
 use crate::{
@@ -109,13 +109,14 @@ pub struct Accepted {
 
 pub async fn act(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<(Uuid, String)>, axum::extract::rejection::PathRejection>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let Path((id, action_name)) = path?;
     let action = OperatorAction::parse(&action_name).ok_or_else(|| {
         ApiError::not_found(format!(
-            "unknown action `{action_name}`; one of pause, resume, approve, rollback, abort"
+            "unknown action `{action_name}`; one of pause, resume, approve, rollback, abort, retry"
         ))
     })?;
     // The body is optional: no body means no reason.
@@ -130,7 +131,7 @@ pub async fn act(
     };
     let current = state
         .store
-        .enqueue_action(id, action, "api", reason.as_deref())
+        .enqueue_action(id, action, caller.actor(), reason.as_deref())
         .await?;
     Ok((
         StatusCode::ACCEPTED,

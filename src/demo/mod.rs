@@ -268,6 +268,15 @@ pub async fn run_demo(mut options: ServeOptions) -> anyhow::Result<()> {
     };
     let files = write_sim_files(&fleet, &dir, &gate)?;
     options.config = Some(files.config);
+    // The API needs a token; a demo with none set makes one up and says it.
+    let token = match std::env::var("MERIDIAN_BOOTSTRAP_TOKEN") {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => {
+            let generated = format!("demo-{}", hex::encode(rand::random::<[u8; 16]>()));
+            options.bootstrap_token = Some(generated.clone());
+            generated
+        }
+    };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let result = serve_until(options, shutdown, |address| {
@@ -278,9 +287,11 @@ pub async fn run_demo(mut options: ServeOptions) -> anyhow::Result<()> {
         println!("  dashboard:  {url}/");
         println!("  sim control: {}", fleet.control_url());
         println!();
+        println!("  admin token: {token}   (sign in to the dashboard with it)");
+        println!();
         println!("Start a good release:");
         println!(
-            "  curl -sS -X POST {url}/api/v1/releases -H 'content-type: application/json' \\\n    -d '{{\"application\":\"shop\",\"version\":\"1.1.0\",\"image\":\"registry.example/shop:1.1.0\"}}'"
+            "  curl -sS -X POST {url}/api/v1/releases -H 'authorization: Bearer {token}' -H 'content-type: application/json' \\\n    -d '{{\"application\":\"shop\",\"version\":\"1.1.0\",\"image\":\"registry.example/shop:1.1.0\"}}'"
         );
         println!("A release that never becomes ready (rolled back in its first stage): use an image tag containing `crashloop`.");
         println!("A release whose error rate fails the gate during the canary's bake: an image tag containing `faulty`.");

@@ -31,6 +31,7 @@ pub enum EventKind {
     Succeeded,
     Failed,
     Aborted,
+    Retried,
 }
 
 impl EventKind {
@@ -63,6 +64,7 @@ impl EventKind {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Aborted => "aborted",
+            Self::Retried => "retried",
         }
     }
 }

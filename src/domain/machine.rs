@@ -121,6 +121,9 @@ pub enum OperatorAction {
     Approve,
     Rollback,
     Abort,
+    /// Re-run the failed stage after a fix (plans with `on_failure: halt`,
+    /// which leave a failed stage for a person to decide).
+    Retry,
 }
 
 impl OperatorAction {
@@ -131,6 +134,7 @@ impl OperatorAction {
             Self::Approve => "approve",
             Self::Rollback => "rollback",
             Self::Abort => "abort",
+            Self::Retry => "retry",
         }
     }
 
@@ -141,6 +145,7 @@ impl OperatorAction {
             Self::Approve,
             Self::Rollback,
             Self::Abort,
+            Self::Retry,
         ]
         .into_iter()
         .find(|a| a.as_str() == text)
@@ -338,6 +343,14 @@ impl Rollout {
                     | S::Failed
             ),
             OperatorAction::Abort => !self.state.is_terminal(),
+            OperatorAction::Retry => {
+                self.state == S::Failed
+                    && self.on_failure == FailurePolicy::Halt
+                    && self
+                        .targets
+                        .iter()
+                        .any(|t| t.stage == self.current_stage && t.state == TargetState::Failed)
+            }
         }
     }
 
@@ -840,6 +853,33 @@ impl Rollout {
                     format!("aborted by {actor}{why}; clusters are left as they are"),
                 ));
             }
+            OperatorAction::Retry => {
+                let k = self.current_stage;
+                let mut again = Vec::new();
+                for t in self
+                    .targets
+                    .iter_mut()
+                    .filter(|t| t.stage == k && t.state == TargetState::Failed)
+                {
+                    t.state = TargetState::Pending;
+                    t.errors = 0;
+                    t.message = None;
+                    t.updated_at = Some(now);
+                    again.push(t.cluster.clone());
+                }
+                self.state = RolloutState::Running;
+                self.finished_at = None;
+                self.reason = None;
+                self.bake_started_at = None;
+                out.push(event(
+                    EventKind::Retried,
+                    format!(
+                        "stage `{}` retried by {actor}{why}: {} again",
+                        self.stages[k].name,
+                        again.join(", ")
+                    ),
+                ));
+            }
         }
     }
 
@@ -1257,4 +1297,86 @@ fn emit(out: &mut Vec<Effect>, kind: EventKind, cluster: Option<&str>, message: 
         actor: ENGINE_ACTOR.to_owned(),
         message,
     }));
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::{ClusterName, plan::PlanSpec};
+
+    fn rollout(policy: &str) -> Rollout {
+        let clusters = vec![Cluster {
+            name: ClusterName::parse("c1").unwrap(),
+            region: "eu".into(),
+            timezone: chrono_tz::UTC,
+            labels: BTreeMap::new(),
+            context: "c1".into(),
+        }];
+        let spec: PlanSpec = serde_yaml_ng::from_str(&format!(
+            "name: p\non_failure: {policy}\nstages:\n- {{name: only, clusters: all}}\n"
+        ))
+        .unwrap();
+        let plan = Plan::from_spec(&spec, &clusters).unwrap();
+        Rollout::new(&plan, &plan.assign(&clusters))
+    }
+
+    fn fail_the_stage(r: &mut Rollout, now: DateTime<Utc>) {
+        let tuning = Tuning::default();
+        r.handle(Input::Tick, now, &tuning);
+        r.handle(
+            Input::Applied {
+                cluster: "c1".into(),
+            },
+            now,
+            &tuning,
+        );
+        r.handle(
+            Input::Observed {
+                cluster: "c1".into(),
+                progress: Progress::Failed("ProgressDeadlineExceeded".into()),
+            },
+            now,
+            &tuning,
+        );
+    }
+
+    #[test]
+    fn a_halted_stage_can_be_retried_and_applies_again() {
+        let now = Utc::now();
+        let mut r = rollout("halt");
+        fail_the_stage(&mut r, now);
+        assert_eq!(r.state, RolloutState::Failed);
+        assert!(r.accepts(OperatorAction::Retry));
+        let tuning = Tuning::default();
+        let events = r.handle(
+            Input::Operator {
+                action: OperatorAction::Retry,
+                actor: "ops".into(),
+                reason: Some("fixed the config".into()),
+            },
+            now,
+            &tuning,
+        );
+        assert_eq!(r.state, RolloutState::Running);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Effect::Event(ev) if ev.kind == EventKind::Retried))
+        );
+        let effects = r.handle(Input::Tick, now, &tuning);
+        assert!(effects.contains(&Effect::Apply {
+            cluster: "c1".into()
+        }));
+    }
+
+    #[test]
+    fn a_rolled_back_rollout_cannot_be_retried() {
+        let now = Utc::now();
+        let mut r = rollout("rollback");
+        fail_the_stage(&mut r, now);
+        assert_eq!(r.state, RolloutState::RollingBack);
+        assert!(!r.accepts(OperatorAction::Retry));
+    }
 }

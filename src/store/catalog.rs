@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 use super::{Result, Store, StoreError};
 use crate::{
     config::Config,
-    domain::{Application, Cluster, ClusterName, Parameters, Plan},
+    domain::{Application, Cluster, ClusterName, Parameters, Plan, plan::PlanSpec},
 };
 
 /// What reconciling a config file changed.
@@ -42,26 +42,9 @@ impl Store {
             }
         }
         for (spec, plan) in &config.plans {
-            let spec_json = to_json(spec)?;
-            let latest: Option<(i32, serde_json::Value)> = sqlx::query_as(
-                "SELECT version, spec FROM plans WHERE name = $1 ORDER BY version DESC LIMIT 1",
-            )
-            .bind(&plan.name)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let next = match latest {
-                Some((_, ref stored)) if *stored == spec_json => continue,
-                Some((version, _)) => version + 1,
-                None => 1,
-            };
-            sqlx::query("INSERT INTO plans (name, version, spec, plan) VALUES ($1, $2, $3, $4)")
-                .bind(&plan.name)
-                .bind(next)
-                .bind(&spec_json)
-                .bind(to_json(plan)?)
-                .execute(&mut *tx)
-                .await?;
-            report.new_plan_versions.push((plan.name.clone(), next));
+            if let Some(version) = insert_plan_version(&mut tx, spec, plan).await? {
+                report.new_plan_versions.push((plan.name.clone(), version));
+            }
         }
         for app in &config.applications {
             if upsert_application(&mut tx, app).await? {
@@ -113,6 +96,84 @@ impl Store {
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("plan `{name}` version {version}")))?;
         serde_json::from_value(plan).map_err(|e| StoreError::Corrupt(format!("plan {name}: {e}")))
+    }
+}
+
+/// Stores `plan` as its next version unless the latest version has the
+/// same spec; returns the new version, if any.
+async fn insert_plan_version(
+    conn: &mut PgConnection,
+    spec: &PlanSpec,
+    plan: &Plan,
+) -> Result<Option<i32>> {
+    let spec_json = to_json(spec)?;
+    let latest: Option<(i32, serde_json::Value)> = sqlx::query_as(
+        "SELECT version, spec FROM plans WHERE name = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(&plan.name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let next = match latest {
+        Some((_, ref stored)) if *stored == spec_json => return Ok(None),
+        Some((version, _)) => version + 1,
+        None => 1,
+    };
+    sqlx::query("INSERT INTO plans (name, version, spec, plan) VALUES ($1, $2, $3, $4)")
+        .bind(&plan.name)
+        .bind(next)
+        .bind(&spec_json)
+        .bind(to_json(plan)?)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(next))
+}
+
+/// One stored plan version, as written.
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+pub struct PlanVersion {
+    pub name: String,
+    pub version: i32,
+    pub spec: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Store {
+    /// Saves a plan from the API: a new version when it differs from the
+    /// latest. Returns (version, whether it is new).
+    pub async fn save_plan(&self, spec: &PlanSpec, plan: &Plan) -> Result<(i32, bool)> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(72201)")
+            .execute(&mut *tx)
+            .await?;
+        let saved = match insert_plan_version(&mut tx, spec, plan).await? {
+            Some(version) => (version, true),
+            None => (latest_plan(&mut tx, &plan.name).await?.0, false),
+        };
+        tx.commit().await?;
+        Ok(saved)
+    }
+
+    /// The latest version of every plan.
+    pub async fn latest_plans(&self) -> Result<Vec<PlanVersion>> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT ON (name) name, version, spec, created_at FROM plans ORDER BY name, version DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every version of one plan, newest first.
+    pub async fn plan_versions(&self, name: &str) -> Result<Vec<PlanVersion>> {
+        let versions: Vec<PlanVersion> = sqlx::query_as(
+            "SELECT name, version, spec, created_at FROM plans WHERE name = $1 ORDER BY version DESC",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        if versions.is_empty() {
+            return Err(StoreError::NotFound(format!("plan `{name}`")));
+        }
+        Ok(versions)
     }
 }
 

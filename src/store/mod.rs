@@ -6,6 +6,8 @@ pub mod catalog;
 pub mod embedded;
 pub mod events;
 pub mod rollouts;
+pub mod tokens;
+pub mod webhooks;
 
 use sqlx::{PgPool, postgres::PgPoolOptions};
 

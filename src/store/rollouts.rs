@@ -298,7 +298,9 @@ impl Store {
             ));
         }
         let body = body.ok_or_else(|| {
-            StoreError::Conflict("a request with this Idempotency-Key is still being processed; retry".into())
+            StoreError::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry".into(),
+            )
         })?;
         let rollout_id: Uuid = body["id"]
             .as_str()

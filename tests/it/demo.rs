@@ -18,6 +18,7 @@ async fn the_demo_prints_its_addresses_and_a_good_release_reaches_all_eight_clus
     let mut child = Command::new(binary())
         .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &db.url)
+        .env("MERIDIAN_BOOTSTRAP_TOKEN", crate::support::api::TEST_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -18,6 +18,7 @@ async fn serve_without_a_database_url_runs_its_own_postgres_and_stops_it_on_sigt
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env_remove("DATABASE_URL")
         .env("MERIDIAN_DATA_DIR", &data)
+        .env("MERIDIAN_BOOTSTRAP_TOKEN", crate::support::api::TEST_TOKEN)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -3,12 +3,16 @@
 
 mod support;
 
+mod auth;
+mod cli;
 mod config_refused;
 mod crash;
 mod demo;
 mod embedded;
 mod gates;
+mod plans;
 mod releases;
 mod replicas;
 mod rollouts;
 mod stream;
+mod webhooks;

@@ -3,16 +3,24 @@
 
 use serde_json::json;
 
-use crate::support::{ServerBuilder, Sim, TestDb, config::{app_yaml, write_config}};
+use crate::support::{
+    ServerBuilder, Sim, TestDb,
+    config::{app_yaml, write_config},
+};
 
 const PLAN: &str = r#"  - name: one
     stages:
       - {name: canary, clusters: {names: [use1-canary]}, bake: 1s}
 "#;
 
-async fn post_with_key(base: &str, key: &str, body: serde_json::Value) -> (u16, serde_json::Value, bool) {
+async fn post_with_key(
+    base: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value, bool) {
     let response = reqwest::Client::new()
         .post(format!("{base}/api/v1/releases"))
+        .bearer_auth(crate::support::api::TEST_TOKEN)
         .header("Idempotency-Key", key)
         .json(&body)
         .send()
@@ -24,14 +32,23 @@ async fn post_with_key(base: &str, key: &str, body: serde_json::Value) -> (u16, 
 }
 
 #[tokio::test]
-async fn the_same_release_posted_three_times_with_one_idempotency_key_creates_one_release_and_one_rollout() {
+async fn the_same_release_posted_three_times_with_one_idempotency_key_creates_one_release_and_one_rollout()
+ {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = TestDb::new().await;
     let sim = Sim::start(dir.path()).await;
-    let config = write_config(dir.path(), &sim.kubeconfig, PLAN, &app_yaml("shop", "one", 1, 20));
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "idem").start().await;
+    let config = write_config(
+        dir.path(),
+        &sim.kubeconfig,
+        PLAN,
+        &app_yaml("shop", "one", 1, 20),
+    );
+    let server = ServerBuilder::new(&db.url, &config, dir.path(), "idem")
+        .start()
+        .await;
     let base = server.api.base.clone();
-    let body = json!({"application": "shop", "version": "1.0.0", "image": "registry.example/shop:1.0.0"});
+    let body =
+        json!({"application": "shop", "version": "1.0.0", "image": "registry.example/shop:1.0.0"});
 
     let mut ids = Vec::new();
     for attempt in 0..3 {
@@ -44,12 +61,22 @@ async fn the_same_release_posted_three_times_with_one_idempotency_key_creates_on
     let (_, list) = server.api.get("/api/v1/rollouts?application=shop").await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
 
-    let other = json!({"application": "shop", "version": "1.0.1", "image": "registry.example/shop:1.0.1"});
+    let other =
+        json!({"application": "shop", "version": "1.0.1", "image": "registry.example/shop:1.0.1"});
     let (status, problem, _) = post_with_key(&base, "ci-build-42", other).await;
     assert_eq!(status, 422, "{problem}");
-    assert!(problem["detail"].as_str().unwrap_or_default().contains("different body"));
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("different body")
+    );
     let (_, list) = server.api.get("/api/v1/rollouts?application=shop").await;
-    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "nothing more was created");
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "nothing more was created"
+    );
 }
 
 #[tokio::test]
@@ -57,16 +84,31 @@ async fn a_second_release_is_rejected_while_one_is_active_unless_it_asks_to_queu
     let dir = tempfile::tempdir().expect("tempdir");
     let db = TestDb::new().await;
     let sim = Sim::start(dir.path()).await;
-    let config = write_config(dir.path(), &sim.kubeconfig, PLAN, &app_yaml("shop", "one", 1, 20));
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "queue").start().await;
+    let config = write_config(
+        dir.path(),
+        &sim.kubeconfig,
+        PLAN,
+        &app_yaml("shop", "one", 1, 20),
+    );
+    let server = ServerBuilder::new(&db.url, &config, dir.path(), "queue")
+        .start()
+        .await;
     let api = &server.api;
-    let first = api.release("shop", "1.0.0", "registry.example/shop:1.0.0").await;
+    let first = api
+        .release("shop", "1.0.0", "registry.example/shop:1.0.0")
+        .await;
 
     let (status, problem) = api
         .post("/api/v1/releases", json!({"application": "shop", "version": "1.1.0", "image": "registry.example/shop:1.1.0"}))
         .await;
     assert_eq!(status, 409, "{problem}");
-    assert!(problem["detail"].as_str().unwrap_or_default().contains(&first.to_string()), "names the active rollout: {problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&first.to_string()),
+        "names the active rollout: {problem}"
+    );
 
     let (status, queued) = api
         .post(
@@ -76,7 +118,10 @@ async fn a_second_release_is_rejected_while_one_is_active_unless_it_asks_to_queu
         .await;
     assert_eq!(status, 201, "{queued}");
     assert_eq!(queued["queued"], true);
-    let second: uuid::Uuid = queued["id"].as_str().and_then(|s| s.parse().ok()).expect("id");
+    let second: uuid::Uuid = queued["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("id");
 
     let done_first = api.wait_state(first, "succeeded").await;
     let done_second = api.wait_state(second, "succeeded").await;
@@ -88,7 +133,10 @@ async fn a_second_release_is_rejected_while_one_is_active_unless_it_asks_to_queu
         .and_then(|e| e["created_at"].as_str())
         .expect("second started");
     let parse = |t: &str| t.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
-    assert!(parse(started) >= parse(first_end), "queued rollout started only after the first ended");
+    assert!(
+        parse(started) >= parse(first_end),
+        "queued rollout started only after the first ended"
+    );
     assert_eq!(done_second["state"], "succeeded");
     assert_eq!(
         sim.control.deployment_images("use1-canary", "shop").await,

@@ -14,7 +14,9 @@ async fn read_events(
     last_event_id: Option<i64>,
     mut stop: impl FnMut(&[(i64, String)]) -> bool,
 ) -> Vec<(i64, String)> {
-    let mut request = reqwest::Client::new().get(url);
+    let mut request = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(crate::support::api::TEST_TOKEN);
     if let Some(id) = last_event_id {
         request = request.header("Last-Event-ID", id.to_string());
     }

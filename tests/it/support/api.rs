@@ -5,18 +5,44 @@ use uuid::Uuid;
 
 use super::eventually;
 
+/// The admin token every test server accepts: `ServerBuilder` starts
+/// servers with it as `MERIDIAN_BOOTSTRAP_TOKEN`, and `Api` sends it unless
+/// told otherwise.
+pub const TEST_TOKEN: &str = "meridian-test-bootstrap-token-4f7c2a9e";
+
 #[derive(Clone)]
 pub struct Api {
     pub base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer`; `None` sends no credentials.
+    token: Option<String>,
 }
 
 impl Api {
+    /// A client that authenticates with [`TEST_TOKEN`].
     pub fn new(base: &str) -> Api {
         super::install_crypto();
         Api {
             base: base.to_owned(),
             http: reqwest::Client::new(),
+            token: Some(TEST_TOKEN.to_owned()),
+        }
+    }
+
+    /// The same server with another token, or none.
+    pub fn with_token(&self, token: Option<&str>) -> Api {
+        Api {
+            token: token.map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
+    /// A request to `path` carrying this client's token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -29,8 +55,7 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
             .json(&body)
             .send()
             .await
@@ -41,8 +66,7 @@ impl Api {
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .expect("API reachable");

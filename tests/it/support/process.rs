@@ -50,6 +50,7 @@ impl ServerBuilder {
             .arg(format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", &self.database_url)
             .env("MERIDIAN_WORKER_ID", &self.worker_id)
+            .env("MERIDIAN_BOOTSTRAP_TOKEN", super::api::TEST_TOKEN)
             .env("RUST_LOG", "info,meridian=debug,sqlx=warn,kube=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
