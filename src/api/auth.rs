@@ -60,8 +60,13 @@ pub fn required_role(method: &Method, route: &str) -> Access {
             | "/rollouts/{id}/events"
             | "/rollouts/{id}/gates"
             | "/events/stream"
+            | "/whoami"
             | "/applications"
             | "/clusters"
+            | "/clusters/{name}"
+            | "/applications/{name}"
+            | "/releases"
+            | "/releases/{id}"
             | "/plans"
             | "/plans/{name}"
             | "/plans/{name}/versions"
@@ -115,6 +120,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             )
         })
     }
+}
+
+/// `GET /api/v1/whoami`: the caller's own name and role, so a client (the
+/// dashboard) can offer only what the token may do.
+pub async fn whoami(caller: Caller) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "name": caller.name, "role": caller.role.as_str() }))
 }
 
 /// `MERIDIAN_BOOTSTRAP_TOKEN`, kept only as its hash. `Debug` shows nothing.

@@ -2,6 +2,7 @@
 
 mod assets;
 mod auth;
+mod cursor;
 mod error;
 mod health;
 mod plans;
@@ -47,15 +48,19 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/releases", post(releases::create))
+        .route("/releases", post(releases::create).get(releases::list))
+        .route("/releases/{id}", get(releases::get))
         .route("/rollouts", get(rollouts::list))
         .route("/rollouts/{id}", get(rollouts::get))
         .route("/rollouts/{id}/events", get(rollouts::events))
         .route("/rollouts/{id}/gates", get(rollouts::gates))
         .route("/rollouts/{id}/{action}", post(rollouts::act))
         .route("/events/stream", get(stream::stream))
+        .route("/whoami", get(auth::whoami))
         .route("/applications", get(views::applications))
         .route("/clusters", get(views::clusters))
+        .route("/clusters/{name}", get(views::cluster))
+        .route("/applications/{name}", get(views::application))
         .route("/plans", get(plans::list).post(plans::create))
         .route("/plans/validate", post(plans::validate))
         .route("/plans/{name}", get(plans::get))
@@ -74,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/", get(assets::index))
         .route("/rollouts/{id}", get(assets::index))
+        .route("/fleet", get(assets::index))
         .route("/assets/app.js", get(assets::app_js))
         .route("/assets/style.css", get(assets::style_css))
         .route("/healthz", get(health::healthz))

@@ -140,3 +140,77 @@ fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub application: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Default and largest page of releases.
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<super::views::Page<ReleaseRecord>>, ApiError> {
+    let axum::extract::Query(query) = query?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let after = query
+        .cursor
+        .as_deref()
+        .map(super::cursor::decode)
+        .transpose()?;
+    let items = state
+        .store
+        .releases(query.application.as_deref(), after, limit)
+        .await?;
+    let next_cursor = (items.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+        .then(|| {
+            items
+                .last()
+                .map(|r| super::cursor::encode(r.created_at, r.id))
+        })
+        .flatten();
+    Ok(Json(super::views::Page { items, next_cursor }))
+}
+
+#[derive(Serialize)]
+pub struct ReleaseView {
+    #[serde(flatten)]
+    pub release: ReleaseRecord,
+    /// The rollouts of this release, each with its links.
+    pub rollouts: Vec<RolloutRef>,
+}
+
+#[derive(Serialize)]
+pub struct RolloutRef {
+    pub id: Uuid,
+    pub links: Links,
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    id: Result<axum::extract::Path<Uuid>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<ReleaseView>, ApiError> {
+    let axum::extract::Path(id) = id?;
+    let (release, rollouts) = state.store.release(id).await?;
+    Ok(Json(ReleaseView {
+        release,
+        rollouts: rollouts
+            .into_iter()
+            .map(|id| RolloutRef {
+                id,
+                links: links(&state.public_url, id),
+            })
+            .collect(),
+    }))
+}

@@ -10,11 +10,14 @@ use uuid::Uuid;
 
 use super::{
     ApiError, AppState, Caller,
-    views::{Items, RolloutView},
+    views::{Items, Page, RolloutView},
 };
 use crate::{
     domain::{OperatorAction, RolloutState},
-    store::events::{EventRecord, GateReadingRecord},
+    store::{
+        RolloutFilter,
+        events::{EventRecord, GateReadingRecord},
+    },
 };
 
 #[derive(Deserialize)]
@@ -22,7 +25,13 @@ use crate::{
 pub struct ListQuery {
     pub application: Option<String>,
     pub state: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created before (RFC 3339).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// Default and largest page of rollouts.
@@ -32,7 +41,7 @@ const MAX_LIMIT: i64 = 500;
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Items<RolloutView>>, ApiError> {
+) -> Result<Json<Page<RolloutView>>, ApiError> {
     let Query(query) = query?;
     let wanted_state = match query.state.as_deref() {
         None => None,
@@ -50,15 +59,32 @@ pub async fn list(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let records = state
-        .store
-        .rollouts(query.application.as_deref(), wanted_state, limit)
-        .await?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(super::cursor::decode)
+        .transpose()?;
+    let filter = RolloutFilter {
+        application: query.application.as_deref(),
+        state: wanted_state,
+        since: query.since,
+        until: query.until,
+        after,
+        limit,
+    };
+    let records = state.store.rollouts(&filter).await?;
+    let next_cursor = (records.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+        .then(|| {
+            records
+                .last()
+                .map(|r| super::cursor::encode(r.created_at, r.id))
+        })
+        .flatten();
     let items = records
         .iter()
         .map(|r| RolloutView::of(r, &state.public_url))
         .collect();
-    Ok(Json(Items { items }))
+    Ok(Json(Page { items, next_cursor }))
 }
 
 pub async fn get(

@@ -166,6 +166,13 @@ pub struct Items<T> {
     pub items: Vec<T>,
 }
 
+/// One page of a long list; `next_cursor` (when present) fetches the next.
+#[derive(Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
 pub async fn clusters(State(state): State<AppState>) -> Result<Json<Items<ClusterView>>, ApiError> {
     let items = state
         .store
@@ -188,4 +195,25 @@ pub async fn applications(
         .map(Into::into)
         .collect();
     Ok(Json(Items { items }))
+}
+
+pub async fn cluster(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<ClusterView>, ApiError> {
+    state
+        .store
+        .clusters()
+        .await?
+        .into_iter()
+        .find(|c| c.name.as_str() == name)
+        .map(|c| Json(c.into()))
+        .ok_or_else(|| ApiError::not_found(format!("cluster `{name}` not found")))
+}
+
+pub async fn application(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<ApplicationView>, ApiError> {
+    Ok(Json(state.store.application(&name).await?.into()))
 }

@@ -12,7 +12,7 @@ use super::{
     client::Client,
     exit::{CliError, Exit},
     model::Event,
-    sse::{Ended, Reader},
+    sse::Reader,
 };
 
 /// Waits between reconnection attempts, growing to the last one.
@@ -22,9 +22,11 @@ const BACKOFF: [Duration; 4] = [
     Duration::from_secs(2),
     Duration::from_secs(5),
 ];
-/// A server unreachable this long in a row is reported, not retried: the
-/// user is better told than left looking at a frozen screen.
+/// A server that cannot be reconnected to for this long is reported, not
+/// retried: the user is better told than left looking at a frozen screen.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+/// A stream that stayed up this long resets the back-off.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Events buffered between the stream and a slow consumer.
 const CHANNEL_DEPTH: usize = 256;
 
@@ -73,48 +75,52 @@ pub async fn next_batch(receiver: &mut mpsc::Receiver<Update>) -> Result<Vec<Fol
 
 async fn follow(client: &Client, id: Uuid, sender: &mpsc::Sender<Update>) -> Result<(), CliError> {
     let mut last_id: Option<i64> = None;
-    let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut unreachable_since: Option<tokio::time::Instant> = None;
     let mut attempt = 0usize;
     loop {
-        let lost = match client.event_stream(id, last_id).await {
+        match client.event_stream(id, last_id).await {
             Ok(response) => {
+                unreachable_since = None;
+                let connected = tokio::time::Instant::now();
                 let mut reader = Reader::new(response);
-                loop {
-                    match reader.next().await {
-                        Ok(sse) => {
-                            // A healthy stream resets the back-off.
-                            failing_since = None;
-                            attempt = 0;
-                            if let Some(id) = sse.id.as_deref().and_then(|i| i.parse().ok()) {
-                                last_id = Some(id);
-                            }
-                            let Ok(raw) = serde_json::from_str::<Value>(&sse.data) else {
-                                continue;
-                            };
-                            let Ok(event) = serde_json::from_value::<Event>(raw.clone()) else {
-                                continue;
-                            };
-                            let update = Update::Event(Box::new(Followed { event, raw }));
-                            if sender.send(update).await.is_err() {
-                                // Nobody listens any more.
-                                return Ok(());
-                            }
-                        }
-                        Err(Ended::Lost(why)) => break why,
+                // Read until the stream is lost; then reconnect below.
+                while let Ok(sse) = reader.next().await {
+                    if let Some(id) = sse.id.as_deref().and_then(|i| i.parse().ok()) {
+                        last_id = Some(id);
                     }
+                    let Ok(raw) = serde_json::from_str::<Value>(&sse.data) else {
+                        continue;
+                    };
+                    let Ok(event) = serde_json::from_value::<Event>(raw.clone()) else {
+                        continue;
+                    };
+                    let update = Update::Event(Box::new(Followed { event, raw }));
+                    if sender.send(update).await.is_err() {
+                        // Nobody listens any more.
+                        return Ok(());
+                    }
+                }
+                // A stream that held a while was healthy: start the back-off
+                // afresh. One dropped at once keeps growing it.
+                if connected.elapsed() >= STABLE_AFTER {
+                    attempt = 0;
                 }
             }
             // Only an unreachable server is worth retrying; a refusal
             // (401, 404 …) will not change by itself.
-            Err(error) if error.exit == Exit::Connection => error.message,
+            Err(error) if error.exit == Exit::Connection => {
+                let since = *unreachable_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= GIVE_UP_AFTER {
+                    return Err(CliError::new(
+                        Exit::Connection,
+                        format!(
+                            "lost the event stream and could not reconnect for {GIVE_UP_AFTER:?}: {}",
+                            error.message
+                        ),
+                    ));
+                }
+            }
             Err(error) => return Err(error),
-        };
-        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-        if since.elapsed() >= GIVE_UP_AFTER {
-            return Err(CliError::new(
-                Exit::Connection,
-                format!("lost the event stream for {GIVE_UP_AFTER:?}: {lost}"),
-            ));
         }
         let wait = BACKOFF[attempt.min(BACKOFF.len() - 1)];
         attempt += 1;

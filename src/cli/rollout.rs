@@ -28,6 +28,9 @@ pub enum RolloutCommand {
         /// At most this many (the server allows 1 to 500).
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// The next page: the cursor a previous list named.
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// Show one rollout: its state, stages and clusters.
     Get {
@@ -87,7 +90,17 @@ pub async fn run(
             application,
             state,
             limit,
-        } => list(&client, application, state, limit, format).await,
+            cursor,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            let filters = [
+                ("application", application),
+                ("state", state),
+                ("cursor", cursor),
+            ];
+            query.extend(filters.into_iter().filter_map(|(k, v)| Some((k, v?))));
+            list(&client, &query, format).await
+        }
         RolloutCommand::Get { id } => get(&client, id, format).await,
         RolloutCommand::Watch { id } => {
             // The live view needs a terminal to redraw; anything else (a
@@ -105,25 +118,13 @@ pub async fn run(
     }
 }
 
-async fn list(
-    client: &Client,
-    application: Option<String>,
-    state: Option<String>,
-    limit: u32,
-    format: Format,
-) -> Result<Exit, CliError> {
-    let mut query = vec![("limit", limit.to_string())];
-    if let Some(application) = application {
-        query.push(("application", application));
-    }
-    if let Some(state) = state {
-        query.push(("state", state));
-    }
-    let raw = client.get("/rollouts", &query).await?;
+async fn list(client: &Client, query: &[(&str, String)], format: Format) -> Result<Exit, CliError> {
+    let raw = client.get("/rollouts", query).await?;
     if format == Format::Json {
         print_json(&raw);
         return Ok(Exit::Success);
     }
+    let raw_cursor = raw["next_cursor"].as_str().map(str::to_owned);
     let rollouts: Items<Rollout> = decode(raw)?;
     if rollouts.items.is_empty() {
         eprintln!("no rollouts");
@@ -154,6 +155,10 @@ async fn list(
         ]);
     }
     print!("{}", table.render());
+    if let Some(cursor) = raw_cursor {
+        // On stderr, so the table stays clean for `grep` and friends.
+        eprintln!("more: meridian rollout list --cursor {cursor}");
+    }
     Ok(Exit::Success)
 }
 

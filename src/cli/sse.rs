@@ -75,13 +75,6 @@ impl Parser {
     }
 }
 
-/// Why a stream stopped giving events.
-#[derive(Debug)]
-pub enum Ended {
-    /// The server closed it, or it broke or went silent: reconnect.
-    Lost(String),
-}
-
 /// Events from a response body, one at a time.
 pub struct Reader {
     body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
@@ -102,15 +95,17 @@ impl Reader {
         }
     }
 
-    pub async fn next(&mut self) -> Result<SseEvent, Ended> {
+    /// The next event; `Err` says why the stream is over (closed, broken or
+    /// silent), after which the caller reconnects.
+    pub async fn next(&mut self) -> Result<SseEvent, String> {
         loop {
             if let Some(event) = self.ready.pop_front() {
                 return Ok(event);
             }
             match tokio::time::timeout(IDLE_LIMIT, self.body.next()).await {
-                Err(_) => return Err(Ended::Lost(format!("no data for {IDLE_LIMIT:?}"))),
-                Ok(None) => return Err(Ended::Lost("the server closed the stream".to_owned())),
-                Ok(Some(Err(e))) => return Err(Ended::Lost(e.to_string())),
+                Err(_) => return Err(format!("no data for {IDLE_LIMIT:?}")),
+                Ok(None) => return Err("the server closed the stream".to_owned()),
+                Ok(Some(Err(e))) => return Err(e.to_string()),
                 Ok(Some(Ok(chunk))) => self.ready.extend(self.parser.feed(&chunk)),
             }
         }

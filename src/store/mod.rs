@@ -12,7 +12,8 @@ pub mod webhooks;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
 pub use rollouts::{
-    Created, IdempotencyKey, Lease, NewRelease, OnActive, ReleaseRecord, RolloutRecord,
+    Created, IdempotencyKey, Lease, NewRelease, OnActive, ReleaseRecord, RolloutFilter,
+    RolloutRecord,
 };
 
 /// The channel that wakes engines: a rollout became due (new rollout,

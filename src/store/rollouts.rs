@@ -45,6 +45,20 @@ pub struct Lease {
     pub token: i64,
 }
 
+/// Which rollouts to list.
+#[derive(Clone, Debug, Default)]
+pub struct RolloutFilter<'a> {
+    pub application: Option<&'a str>,
+    pub state: Option<RolloutState>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    /// Continue after this (created_at, id): the cursor of the last page.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
 /// What to do when the application already has an active rollout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -323,20 +337,23 @@ impl Store {
 
     /// Rollouts, newest first, optionally only those of one application or
     /// one state.
-    pub async fn rollouts(
-        &self,
-        application: Option<&str>,
-        state: Option<RolloutState>,
-        limit: i64,
-    ) -> Result<Vec<RolloutRecord>> {
+    pub async fn rollouts(&self, filter: &RolloutFilter<'_>) -> Result<Vec<RolloutRecord>> {
+        let (after_at, after_id) = filter.after.unzip();
         let ids: Vec<(Uuid,)> = sqlx::query_as(
             "SELECT id FROM rollouts
               WHERE ($1::text IS NULL OR application = $1) AND ($2::text IS NULL OR state = $2)
-              ORDER BY created_at DESC, id DESC LIMIT $3",
+                AND ($3::timestamptz IS NULL OR created_at >= $3)
+                AND ($4::timestamptz IS NULL OR created_at < $4)
+                AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
+              ORDER BY created_at DESC, id DESC LIMIT $7",
         )
-        .bind(application)
-        .bind(state.map(|s| s.as_str()))
-        .bind(limit)
+        .bind(filter.application)
+        .bind(filter.state.map(|s| s.as_str()))
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(filter.limit)
         .fetch_all(&self.pool)
         .await?;
         let mut conn = self.pool.acquire().await?;
@@ -345,6 +362,70 @@ impl Store {
             out.push(load_rollout(&mut conn, id).await?);
         }
         Ok(out)
+    }
+
+    /// Releases, newest first, optionally of one application; `after` is
+    /// the (created_at, id) of the last one of the previous page.
+    pub async fn releases(
+        &self,
+        application: Option<&str>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<ReleaseRecord>> {
+        let (after_at, after_id) = after.unzip();
+        let rows: Vec<(Uuid, String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, application, version, image, created_by, created_at FROM releases
+              WHERE ($1::text IS NULL OR application = $1)
+                AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+              ORDER BY created_at DESC, id DESC LIMIT $4",
+        )
+        .bind(application)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, application, version, image, created_by, created_at)| ReleaseRecord {
+                    id,
+                    application,
+                    version,
+                    image,
+                    created_by,
+                    created_at,
+                },
+            )
+            .collect())
+    }
+
+    /// One release and the rollouts it had.
+    pub async fn release(&self, id: Uuid) -> Result<(ReleaseRecord, Vec<Uuid>)> {
+        let row: Option<(Uuid, String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, application, version, image, created_by, created_at FROM releases WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (id, application, version, image, created_by, created_at) =
+            row.ok_or_else(|| StoreError::NotFound(format!("release {id}")))?;
+        let rollouts: Vec<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM rollouts WHERE release_id = $1 ORDER BY created_at")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok((
+            ReleaseRecord {
+                id,
+                application,
+                version,
+                image,
+                created_by,
+                created_at,
+            },
+            rollouts.into_iter().map(|(r,)| r).collect(),
+        ))
     }
 
     /// Whether an older rollout of the same application is still active, so

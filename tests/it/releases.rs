@@ -143,3 +143,77 @@ async fn a_second_release_is_rejected_while_one_is_active_unless_it_asks_to_queu
         Some(vec!["registry.example/shop:1.1.0".to_owned()])
     );
 }
+
+#[tokio::test]
+async fn long_lists_page_with_a_cursor_and_releases_link_their_rollouts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = TestDb::new().await;
+    let sim = Sim::start(dir.path()).await;
+    let config = write_config(
+        dir.path(),
+        &sim.kubeconfig,
+        PLAN,
+        &app_yaml("shop", "one", 1, 20),
+    );
+    let server = ServerBuilder::new(&db.url, &config, dir.path(), "pages")
+        .start()
+        .await;
+    let api = &server.api;
+    let mut created = Vec::new();
+    for v in ["1.0.0", "1.0.1", "1.0.2"] {
+        let (status, body) = api
+            .post(
+                "/api/v1/releases",
+                json!({"application": "shop", "version": v, "image": format!("registry.example/shop:{v}"), "on_active": "queue"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        created.push(body["id"].as_str().expect("id").to_owned());
+    }
+    let (_, first) = api.get("/api/v1/rollouts?limit=2").await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (_, second) = api
+        .get(&format!("/api/v1/rollouts?limit=2&cursor={cursor}"))
+        .await;
+    assert!(second["next_cursor"].is_null(), "{second}");
+    let seen: Vec<String> = first["items"]
+        .as_array()
+        .into_iter()
+        .chain(second["items"].as_array())
+        .flatten()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    let mut newest_first = created.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first, "every rollout once, newest first");
+
+    let (status, problem) = api.get("/api/v1/rollouts?cursor=nonsense").await;
+    assert_eq!(status, 400, "{problem}");
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (status, none) = api
+        .get(&format!(
+            "/api/v1/rollouts?since={}",
+            later.replace('+', "%2B")
+        ))
+        .await;
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
+
+    let (_, releases) = api.get("/api/v1/releases?application=shop").await;
+    let items = releases["items"].as_array().expect("items");
+    assert_eq!(items.len(), 3);
+    let release_id = items[0]["id"].as_str().expect("release id");
+    let (status, release) = api.get(&format!("/api/v1/releases/{release_id}")).await;
+    assert_eq!(status, 200, "{release}");
+    assert_eq!(release["version"], "1.0.2");
+    let dashboard = release["rollouts"][0]["links"]["dashboard"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        dashboard.ends_with(&format!("/rollouts/{}", created[2])),
+        "{release}"
+    );
+}
