@@ -18,6 +18,18 @@ pub enum NoDataPolicy {
     Fail,
 }
 
+/// What a gate does when its source (Prometheus, the HTTP endpoint) cannot
+/// be reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnreachablePolicy {
+    /// Neither good nor bad; too many in a row pause the rollout.
+    #[default]
+    Inconclusive,
+    /// An unreachable source counts as a bad reading.
+    Fail,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateCheck {
@@ -84,6 +96,8 @@ pub struct Gate {
     /// that pause the rollout rather than promote or roll back blindly.
     pub inconclusive_limit: u32,
     pub on_no_data: NoDataPolicy,
+    #[serde(default)]
+    pub on_unreachable: UnreachablePolicy,
 }
 
 /// A gate as written in a plan: exactly one of `prometheus`, `http`,
@@ -106,6 +120,8 @@ pub struct GateSpec {
     pub inconclusive_limit: u32,
     #[serde(default)]
     pub on_no_data: NoDataPolicy,
+    #[serde(default)]
+    pub on_unreachable: UnreachablePolicy,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -213,6 +229,7 @@ impl GateSpec {
             failure_limit: self.failure_limit,
             inconclusive_limit: self.inconclusive_limit,
             on_no_data: self.on_no_data,
+            on_unreachable: self.on_unreachable,
         })
     }
 }

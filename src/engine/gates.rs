@@ -9,7 +9,10 @@ use futures::future::join_all;
 use crate::{
     domain::{
         Application, Cluster, Input, Plan, Rollout, TargetState,
-        gate::{Gate, GateCheck, GateVars, NoDataPolicy, Reading, Verdict, render_gate_template},
+        gate::{
+            Gate, GateCheck, GateVars, NoDataPolicy, Reading, UnreachablePolicy, Verdict,
+            render_gate_template,
+        },
     },
     health::{
         PromError, StatusClass,
@@ -204,7 +207,7 @@ impl GateContext<'_> {
                 };
                 let (value, outcome) = self.query(&rendered).await;
                 let verdict = match outcome {
-                    Err(reason) => Verdict::Inconclusive(reason),
+                    Err(e) => source_failed(gate, e),
                     Ok(None) => no_data(gate, &rendered, cluster),
                     Ok(Some(v)) if comparator.holds(v, *threshold) => Verdict::Pass,
                     Ok(Some(v)) => Verdict::Fail(format!(
@@ -242,9 +245,13 @@ impl GateContext<'_> {
                     HttpOutcome::Fail { status, detail } => Verdict::Fail(format!(
                         "GET {rendered} on {cluster}: HTTP {status}: {detail}"
                     )),
-                    HttpOutcome::Unreachable(e) => {
-                        Verdict::Inconclusive(format!("GET {rendered} failed: {e}"))
-                    }
+                    HttpOutcome::Unreachable(e) => source_failed(
+                        gate,
+                        SourceError {
+                            unreachable: true,
+                            message: format!("GET {rendered} failed: {e}"),
+                        },
+                    ),
                 };
                 Judged {
                     verdict,
@@ -305,13 +312,16 @@ impl GateContext<'_> {
             let rendered = match self.render(query, cluster, version) {
                 Ok(q) => q,
                 Err(e) => {
-                    baseline_problem = Some(format!("cannot render the query: {e}"));
+                    baseline_problem = Some(SourceError {
+                        unreachable: false,
+                        message: format!("cannot render the query: {e}"),
+                    });
                     continue;
                 }
             };
             match self.query(&rendered).await {
                 (Some(v), Ok(_)) => baseline_values.push(v),
-                (_, Err(reason)) => baseline_problem = Some(reason),
+                (_, Err(e)) => baseline_problem = Some(e),
                 (None, Ok(_)) => {}
             }
         }
@@ -332,9 +342,15 @@ impl GateContext<'_> {
             };
             let (value, outcome) = self.query(&rendered).await;
             let verdict = match (outcome, baseline_value) {
-                (Err(reason), _) => Verdict::Inconclusive(reason),
+                (Err(e), _) => source_failed(gate, e),
                 (Ok(_), None) => match &baseline_problem {
-                    Some(reason) => Verdict::Inconclusive(format!("baseline: {reason}")),
+                    Some(e) => source_failed(
+                        gate,
+                        SourceError {
+                            unreachable: e.unreachable,
+                            message: format!("baseline: {}", e.message),
+                        },
+                    ),
                     // Nothing runs on the baseline clusters yet (a first
                     // release): nothing to compare with.
                     None => Verdict::Pass,
@@ -366,14 +382,32 @@ impl GateContext<'_> {
     }
 
     /// (the value, or why there is no verdict)
-    async fn query(&self, promql: &str) -> (Option<f64>, Result<Option<f64>, String>) {
+    async fn query(&self, promql: &str) -> (Option<f64>, Result<Option<f64>, SourceError>) {
         let Some(client) = &self.clients.prometheus else {
-            return (None, Err("no Prometheus is configured".to_owned()));
+            return (
+                None,
+                Err(SourceError {
+                    unreachable: false,
+                    message: "no Prometheus is configured".to_owned(),
+                }),
+            );
         };
         match client.query_scalar(promql).await {
             Ok(value) => (value, Ok(value)),
-            Err(PromError::Unreachable(e)) => (None, Err(format!("Prometheus unreachable: {e}"))),
-            Err(e) => (None, Err(e.to_string())),
+            Err(PromError::Unreachable(e)) => (
+                None,
+                Err(SourceError {
+                    unreachable: true,
+                    message: format!("Prometheus unreachable: {e}"),
+                }),
+            ),
+            Err(e) => (
+                None,
+                Err(SourceError {
+                    unreachable: false,
+                    message: e.to_string(),
+                }),
+            ),
         }
     }
 }
@@ -392,11 +426,89 @@ fn inconclusive(reason: String, asked: &str) -> Judged {
     }
 }
 
+/// Why a source gave no reading.
+#[derive(Clone, Debug)]
+struct SourceError {
+    /// The source could not be reached (as opposed to refusing the query).
+    unreachable: bool,
+    message: String,
+}
+
+/// A reading that could not be taken: inconclusive, unless the gate says an
+/// unreachable source is a bad reading.
+fn source_failed(gate: &Gate, e: SourceError) -> Verdict {
+    match (e.unreachable, gate.on_unreachable) {
+        (true, UnreachablePolicy::Fail) => Verdict::Fail(e.message),
+        (true, UnreachablePolicy::Inconclusive) | (false, _) => Verdict::Inconclusive(e.message),
+    }
+}
+
 fn no_data(gate: &Gate, asked: &str, cluster: &str) -> Verdict {
     let what = format!("query `{asked}` on {cluster} returned no data");
     match gate.on_no_data {
         NoDataPolicy::Inconclusive => Verdict::Inconclusive(what),
         NoDataPolicy::Pass => Verdict::Pass,
         NoDataPolicy::Fail => Verdict::Fail(what),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::gate::GateSpec;
+
+    fn gate(extra: &str) -> Gate {
+        let spec: GateSpec = serde_yaml_ng::from_str(&format!(
+            "name: g\nprometheus: {{query: up, comparator: '<', threshold: 1}}\n{extra}"
+        ))
+        .unwrap();
+        spec.parse().unwrap()
+    }
+
+    fn unreachable() -> SourceError {
+        SourceError {
+            unreachable: true,
+            message: "Prometheus unreachable: connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_source_is_inconclusive_unless_the_gate_says_fail() {
+        assert!(matches!(
+            source_failed(&gate(""), unreachable()),
+            Verdict::Inconclusive(_)
+        ));
+        assert!(matches!(
+            source_failed(&gate("on_unreachable: fail\n"), unreachable()),
+            Verdict::Fail(m) if m.contains("connection refused")
+        ));
+    }
+
+    #[test]
+    fn a_refused_query_stays_inconclusive_even_when_unreachable_means_fail() {
+        let refused = SourceError {
+            unreachable: false,
+            message: "bad query".into(),
+        };
+        assert!(matches!(
+            source_failed(&gate("on_unreachable: fail\n"), refused),
+            Verdict::Inconclusive(_)
+        ));
+    }
+
+    #[test]
+    fn no_data_follows_the_gate_policy() {
+        assert!(matches!(
+            no_data(&gate(""), "up", "c"),
+            Verdict::Inconclusive(_)
+        ));
+        assert_eq!(
+            no_data(&gate("on_no_data: pass\n"), "up", "c"),
+            Verdict::Pass
+        );
+        assert!(matches!(
+            no_data(&gate("on_no_data: fail\n"), "up", "c"),
+            Verdict::Fail(_)
+        ));
     }
 }
