@@ -30,3 +30,20 @@ impl EngineHealth {
         self.last_beat().is_some_and(|at| now - at <= max_age)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_that_never_beat_or_stopped_beating_is_not_ticking() {
+        let health = EngineHealth::default();
+        let now = crate::clock::now();
+        let max_age = chrono::Duration::seconds(10);
+        assert!(!health.is_ticking(now, max_age), "never beat");
+        health.beat();
+        assert!(health.is_ticking(crate::clock::now(), max_age));
+        let later = crate::clock::now() + chrono::Duration::seconds(11);
+        assert!(!health.is_ticking(later, max_age), "a stuck loop fails readiness");
+    }
+}
