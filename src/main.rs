@@ -68,6 +68,10 @@ enum TokenCommand {
         expires_in: Option<std::time::Duration>,
         #[command(flatten)]
         database: DatabaseArgs,
+        /// With `--server` (or `MERIDIAN_URL`), the token is created through
+        /// the API by an admin token instead of in the database.
+        #[command(flatten)]
+        connection: meridian::cli::Connection,
     },
 }
 
@@ -115,6 +119,24 @@ fn main() -> ExitCode {
     let command = match Cli::parse().command {
         // Client commands have their own exit codes and print no service logs.
         TopCommand::Client(command) => return meridian::cli::run(command, Cli::command),
+        // With a server named, `token create` is a client of the API.
+        TopCommand::Service(Command::Token {
+            command:
+                TokenCommand::Create {
+                    role,
+                    name,
+                    expires_in,
+                    connection,
+                    ..
+                },
+        }) if connection.names_a_server() => {
+            let request = meridian::cli::CreateToken {
+                role: role.as_str().to_owned(),
+                name,
+                expires_in,
+            };
+            return meridian::cli::run_token_create(connection, request);
+        }
         TopCommand::Service(command) => command,
     };
     meridian::telemetry::init_logging();
@@ -141,6 +163,7 @@ fn main() -> ExitCode {
                         name,
                         expires_in,
                         database,
+                        connection: _,
                     },
             } => {
                 create_token(meridian::server::TokenOptions {

@@ -14,6 +14,7 @@ mod plan;
 mod release;
 mod rollout;
 mod sse;
+mod token;
 mod view;
 mod wait;
 mod watch;
@@ -23,6 +24,7 @@ use std::{process::ExitCode, sync::Arc};
 use clap::{Args, Subcommand};
 
 pub use exit::{EXIT_CODES_HELP, Exit};
+pub use token::CreateToken;
 
 /// Client commands, flattened into the binary's top-level commands.
 #[derive(Subcommand, Debug)]
@@ -89,6 +91,44 @@ pub struct Connection {
         default_value_t = output::Format::Table
     )]
     output: output::Format,
+}
+
+impl Connection {
+    /// Whether a server was named (flag or `MERIDIAN_URL`): `token create`
+    /// then goes through the API instead of the database.
+    pub fn names_a_server(&self) -> bool {
+        self.server.is_some() || std::env::var(config::URL_ENV).is_ok_and(|v| !v.trim().is_empty())
+    }
+}
+
+/// `meridian token create --role R --server URL`: through the API (admin).
+pub fn run_token_create(connection: Connection, request: CreateToken) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Failure.into();
+        }
+    };
+    let result = runtime.block_on(async {
+        let settings = config::load(config::Layer {
+            server: connection.server,
+            token: connection.token,
+        })?;
+        let client = client::Client::new(settings)?;
+        token::create(request, &client, connection.output).await
+    });
+    match result {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            eprintln!("error: {error}");
+            error.exit.into()
+        }
+    }
 }
 
 /// Runs a client command and answers the process's exit code. `root`

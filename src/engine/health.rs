@@ -44,6 +44,9 @@ mod tests {
         health.beat();
         assert!(health.is_ticking(crate::clock::now(), max_age));
         let later = crate::clock::now() + chrono::Duration::seconds(11);
-        assert!(!health.is_ticking(later, max_age), "a stuck loop fails readiness");
+        assert!(
+            !health.is_ticking(later, max_age),
+            "a stuck loop fails readiness"
+        );
     }
 }

@@ -375,6 +375,35 @@ async fn wait_exits_zero_for_a_good_release_and_distinct_codes_for_rolled_back_a
     let waited = w.run(&["rollout", "wait", &second.to_string()]).await;
     assert_eq!(waited.code, 10, "{waited:#?}");
 
+    // Pages: the table says how to get the next one.
+    let first = w
+        .run(&["rollout", "list", "--application", "cart", "--limit", "1"])
+        .await;
+    assert_eq!(first.code, 0, "{first:#?}");
+    assert!(
+        first.stdout.contains(&second.to_string()),
+        "newest first: {first:#?}"
+    );
+    let cursor = first
+        .stderr
+        .trim()
+        .strip_prefix("more: meridian rollout list --cursor ")
+        .unwrap_or_else(|| panic!("a cursor hint: {first:#?}"))
+        .to_owned();
+    let next = w
+        .run(&[
+            "rollout",
+            "list",
+            "--application",
+            "cart",
+            "--limit",
+            "1",
+            "--cursor",
+            &cursor,
+        ])
+        .await;
+    assert!(next.stdout.contains(&held.to_string()), "{next:#?}");
+
     // An action the rollout's state does not allow: the server's reason, 1.
     for action in ["resume", "retry", "approve"] {
         let refused = w.run(&["rollout", action, &second.to_string()]).await;

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod cli_token;
 mod config_refused;
 mod crash;
 mod demo;
