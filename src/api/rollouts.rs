@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     ApiError, AppState, Caller,
-    views::{Items, Page, RolloutView},
+    views::{Page, RolloutView},
 };
 use crate::{
     domain::{OperatorAction, RolloutState},
@@ -96,26 +96,35 @@ pub async fn get(
     Ok(Json(RolloutView::of(&record, &state.public_url)))
 }
 
+/// A list about one rollout, with the rollout's links.
+#[derive(Serialize)]
+pub struct RolloutItems<T> {
+    pub items: Vec<T>,
+    pub links: super::views::Links,
+}
+
 pub async fn events(
     State(state): State<AppState>,
     id: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Items<EventRecord>>, ApiError> {
+) -> Result<Json<RolloutItems<EventRecord>>, ApiError> {
     let Path(id) = id?;
     // A 404 for an unknown rollout, not an empty list.
     state.store.rollout(id).await?;
-    Ok(Json(Items {
+    Ok(Json(RolloutItems {
         items: state.store.events(id).await?,
+        links: super::views::links(&state.public_url, id),
     }))
 }
 
 pub async fn gates(
     State(state): State<AppState>,
     id: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Items<GateReadingRecord>>, ApiError> {
+) -> Result<Json<RolloutItems<GateReadingRecord>>, ApiError> {
     let Path(id) = id?;
     state.store.rollout(id).await?;
-    Ok(Json(Items {
+    Ok(Json(RolloutItems {
         items: state.store.gate_readings(id).await?,
+        links: super::views::links(&state.public_url, id),
     }))
 }
 

@@ -70,6 +70,7 @@ struct Cursor {
     last_id: i64,
     changes: watch::Receiver<u64>,
     buffer: VecDeque<EventRecord>,
+    public_url: String,
 }
 
 pub async fn stream(
@@ -105,12 +106,13 @@ pub async fn stream(
         last_id,
         changes: state.event_changes.clone(),
         buffer: VecDeque::new(),
+        public_url: state.public_url.clone(),
     };
     let events = futures::stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(record) = c.buffer.pop_front() {
                 c.last_id = record.id;
-                return Some((Ok(to_sse(&record)), c));
+                return Some((Ok(to_sse(&record, &c.public_url)), c));
             }
             c.changes.borrow_and_update();
             match c.store.events_after(c.last_id, c.rollout, BATCH).await {
@@ -133,8 +135,13 @@ pub async fn stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
-fn to_sse(record: &EventRecord) -> Event {
-    let data = serde_json::to_string(record).unwrap_or_else(|_| "{}".to_owned());
+fn to_sse(record: &EventRecord, public_url: &str) -> Event {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Some(id) = record.rollout_id {
+        value["links"] =
+            serde_json::to_value(super::views::links(public_url, id)).unwrap_or_default();
+    }
+    let data = value.to_string();
     Event::default()
         .id(record.id.to_string())
         .event(record.kind.clone())
