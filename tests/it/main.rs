@@ -8,6 +8,7 @@ mod cli;
 mod cli_token;
 mod config_refused;
 mod crash;
+mod dashboard;
 mod demo;
 mod embedded;
 mod gates;
