@@ -103,45 +103,30 @@ impl Connection {
 
 /// `meridian token create --role R --server URL`: through the API (admin).
 pub fn run_token_create(connection: Connection, request: CreateToken) -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return Exit::Failure.into();
-        }
-    };
-    let result = runtime.block_on(async {
-        let settings = config::load(config::Layer {
-            server: connection.server,
-            token: connection.token,
-        })?;
-        let client = client::Client::new(settings)?;
-        token::create(request, &client, connection.output).await
-    });
-    match result {
-        Ok(exit) => exit.into(),
-        Err(error) => {
-            eprintln!("error: {error}");
-            error.exit.into()
-        }
-    }
+    run_client(async {
+        let output = connection.output;
+        let client = client_for(connection)?;
+        token::create(request, &client, output).await
+    })
 }
 
 /// Runs a client command and answers the process's exit code. `root`
 /// builds the whole command line, for completions.
 pub fn run(command: ClientCommand, root: fn() -> clap::Command) -> ExitCode {
-    // reqwest uses rustls; the provider is chosen once per process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     if let ClientCommand::Completions { shell } = command {
         let mut root = root();
         let name = root.get_name().to_owned();
         clap_complete::generate(shell, &mut root, name, &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
+    run_client(dispatch(command))
+}
+
+/// Runs one client command to completion and turns its outcome into the
+/// process's exit code, printing an error as one line.
+fn run_client(command: impl Future<Output = Result<Exit, exit::CliError>>) -> ExitCode {
+    // reqwest uses rustls; the provider is chosen once per process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // One thread is plenty for one user's requests and the event stream.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -153,7 +138,7 @@ pub fn run(command: ClientCommand, root: fn() -> clap::Command) -> ExitCode {
             return Exit::Failure.into();
         }
     };
-    match runtime.block_on(dispatch(command)) {
+    match runtime.block_on(command) {
         Ok(exit) => exit.into(),
         Err(error) => {
             eprintln!("error: {error}");
@@ -162,13 +147,20 @@ pub fn run(command: ClientCommand, root: fn() -> clap::Command) -> ExitCode {
     }
 }
 
+/// A client for the server and token the flags, environment and config
+/// file name.
+fn client_for(connection: Connection) -> Result<client::Client, exit::CliError> {
+    let settings = config::load(config::Layer {
+        server: connection.server,
+        token: connection.token,
+    })?;
+    client::Client::new(settings)
+}
+
 async fn dispatch(command: ClientCommand) -> Result<Exit, exit::CliError> {
     let connect = |connection: Connection| -> Result<_, exit::CliError> {
-        let settings = config::load(config::Layer {
-            server: connection.server,
-            token: connection.token,
-        })?;
-        Ok((Arc::new(client::Client::new(settings)?), connection.output))
+        let output = connection.output;
+        Ok((Arc::new(client_for(connection)?), output))
     };
     match command {
         ClientCommand::Release {
