@@ -2,28 +2,13 @@
 
 use std::process::Command;
 
-use crate::support::{
-    Api, ServerBuilder, Sim, TestDb,
-    api::TEST_TOKEN,
-    config::{app_yaml, write_config},
-    process::binary,
-};
+use crate::support::{Api, api::TEST_TOKEN, config::app_yaml, process::binary, world::World};
 
 #[tokio::test]
 async fn token_create_with_a_server_goes_through_the_api_and_the_secret_works_with_its_role() {
     let plan = "  - name: one\n    stages:\n      - {name: canary, clusters: {names: [use1-canary]}, bake: 1s}\n";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDb::new().await;
-    let sim = Sim::start(dir.path()).await;
-    let config = write_config(
-        dir.path(),
-        &sim.kubeconfig,
-        plan,
-        &app_yaml("shop", "one", 1, 20),
-    );
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "tokens")
-        .start()
-        .await;
+    let world = World::start(plan, &app_yaml("shop", "one", 1, 20), "tokens").await;
+    let server = &world.server;
 
     let output = Command::new(binary())
         .args([

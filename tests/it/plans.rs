@@ -2,10 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{
-    ServerBuilder, Sim, TestDb,
-    config::{app_yaml, write_config},
-};
+use crate::support::{config::app_yaml, world::World};
 
 const HALT: &str = r#"  - name: careful
     on_failure: halt
@@ -15,18 +12,8 @@ const HALT: &str = r#"  - name: careful
 
 #[tokio::test]
 async fn plans_are_validated_versioned_and_listed_through_the_api() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDb::new().await;
-    let sim = Sim::start(dir.path()).await;
-    let config = write_config(
-        dir.path(),
-        &sim.kubeconfig,
-        HALT,
-        &app_yaml("shop", "careful", 1, 20),
-    );
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "plans")
-        .start()
-        .await;
+    let world = World::start(HALT, &app_yaml("shop", "careful", 1, 20), "plans").await;
+    let server = &world.server;
     let api = &server.api;
 
     let good = json!({"name": "careful", "on_failure": "halt", "stages": [
@@ -85,18 +72,8 @@ async fn plans_are_validated_versioned_and_listed_through_the_api() {
 
 #[tokio::test]
 async fn a_halted_stage_is_retried_after_the_cluster_is_fixed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDb::new().await;
-    let sim = Sim::start(dir.path()).await;
-    let config = write_config(
-        dir.path(),
-        &sim.kubeconfig,
-        HALT,
-        &app_yaml("shop", "careful", 1, 20),
-    );
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "retry")
-        .start()
-        .await;
+    let world = World::start(HALT, &app_yaml("shop", "careful", 1, 20), "retry").await;
+    let (sim, server) = (&world.sim, &world.server);
     let api = &server.api;
 
     sim.control.set_faults("use1-canary", 1.0, false).await;

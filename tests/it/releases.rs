@@ -3,10 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{
-    ServerBuilder, Sim, TestDb,
-    config::{app_yaml, write_config},
-};
+use crate::support::{config::app_yaml, world::World};
 
 const PLAN: &str = r#"  - name: one
     stages:
@@ -34,18 +31,8 @@ async fn post_with_key(
 #[tokio::test]
 async fn the_same_release_posted_three_times_with_one_idempotency_key_creates_one_release_and_one_rollout()
  {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDb::new().await;
-    let sim = Sim::start(dir.path()).await;
-    let config = write_config(
-        dir.path(),
-        &sim.kubeconfig,
-        PLAN,
-        &app_yaml("shop", "one", 1, 20),
-    );
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "idem")
-        .start()
-        .await;
+    let world = World::start(PLAN, &app_yaml("shop", "one", 1, 20), "idem").await;
+    let server = &world.server;
     let base = server.api.base.clone();
     let body =
         json!({"application": "shop", "version": "1.0.0", "image": "registry.example/shop:1.0.0"});
@@ -81,18 +68,8 @@ async fn the_same_release_posted_three_times_with_one_idempotency_key_creates_on
 
 #[tokio::test]
 async fn a_second_release_is_rejected_while_one_is_active_unless_it_asks_to_queue() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDb::new().await;
-    let sim = Sim::start(dir.path()).await;
-    let config = write_config(
-        dir.path(),
-        &sim.kubeconfig,
-        PLAN,
-        &app_yaml("shop", "one", 1, 20),
-    );
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "queue")
-        .start()
-        .await;
+    let world = World::start(PLAN, &app_yaml("shop", "one", 1, 20), "queue").await;
+    let (sim, server) = (&world.sim, &world.server);
     let api = &server.api;
     let first = api
         .release("shop", "1.0.0", "registry.example/shop:1.0.0")
@@ -146,18 +123,8 @@ async fn a_second_release_is_rejected_while_one_is_active_unless_it_asks_to_queu
 
 #[tokio::test]
 async fn long_lists_page_with_a_cursor_and_releases_link_their_rollouts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDb::new().await;
-    let sim = Sim::start(dir.path()).await;
-    let config = write_config(
-        dir.path(),
-        &sim.kubeconfig,
-        PLAN,
-        &app_yaml("shop", "one", 1, 20),
-    );
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "pages")
-        .start()
-        .await;
+    let world = World::start(PLAN, &app_yaml("shop", "one", 1, 20), "pages").await;
+    let server = &world.server;
     let api = &server.api;
     let mut created = Vec::new();
     for v in ["1.0.0", "1.0.1", "1.0.2"] {

@@ -5,11 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::support::{
-    ServerBuilder, Sim, TestDb,
-    api::target_states,
-    config::{app_yaml, write_config},
-};
+use crate::support::{Sim, api::target_states, config::app_yaml, world::World};
 
 const THREE_STAGES: &str = r#"  - name: waves
     stages:
@@ -29,27 +25,8 @@ fn events_of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()
 }
 
-struct World {
-    _db: TestDb,
-    sim: Sim,
-    server: crate::support::Server,
-    _dir: tempfile::TempDir,
-}
-
 async fn world(plans: &str, apps: &str) -> World {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDb::new().await;
-    let sim = Sim::start(dir.path()).await;
-    let config = write_config(dir.path(), &sim.kubeconfig, plans, apps);
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "solo")
-        .start()
-        .await;
-    World {
-        _db: db,
-        sim,
-        server,
-        _dir: dir,
-    }
+    World::start(plans, apps, "solo").await
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ pub mod db;
 pub mod process;
 pub mod prometheus;
 pub mod sim;
+pub mod world;
 
 use std::time::Duration;
 
