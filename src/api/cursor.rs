@@ -5,6 +5,47 @@ use uuid::Uuid;
 
 use super::ApiError;
 
+/// Default and largest page of a list.
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+/// One page request: how many items, and after which one.
+pub struct PageRequest {
+    pub limit: i64,
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+}
+
+impl PageRequest {
+    pub fn parse(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {MAX_LIMIT}"
+            )));
+        }
+        Ok(PageRequest {
+            limit,
+            after: cursor.map(decode).transpose()?,
+        })
+    }
+
+    /// The cursor of the next page: only when this page came back full.
+    pub fn next_cursor<T>(
+        &self,
+        items: &[T],
+        key: impl Fn(&T) -> (DateTime<Utc>, Uuid),
+    ) -> Option<String> {
+        let full = items.len() == usize::try_from(self.limit).unwrap_or(usize::MAX);
+        full.then(|| {
+            items.last().map(|item| {
+                let (at, id) = key(item);
+                encode(at, id)
+            })
+        })
+        .flatten()
+    }
+}
+
 pub fn encode(created_at: DateTime<Utc>, id: Uuid) -> String {
     hex::encode(format!("{}|{id}", created_at.to_rfc3339()))
 }

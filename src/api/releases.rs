@@ -149,37 +149,17 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-/// Default and largest page of releases.
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 500;
-
 pub async fn list(
     State(state): State<AppState>,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<super::views::Page<ReleaseRecord>>, ApiError> {
     let axum::extract::Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
-    let after = query
-        .cursor
-        .as_deref()
-        .map(super::cursor::decode)
-        .transpose()?;
+    let page = super::cursor::PageRequest::parse(query.limit, query.cursor.as_deref())?;
     let items = state
         .store
-        .releases(query.application.as_deref(), after, limit)
+        .releases(query.application.as_deref(), page.after, page.limit)
         .await?;
-    let next_cursor = (items.len() == usize::try_from(limit).unwrap_or(usize::MAX))
-        .then(|| {
-            items
-                .last()
-                .map(|r| super::cursor::encode(r.created_at, r.id))
-        })
-        .flatten();
+    let next_cursor = page.next_cursor(&items, |r| (r.created_at, r.id));
     Ok(Json(super::views::Page { items, next_cursor }))
 }
 

@@ -34,10 +34,6 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-/// Default and largest page of rollouts.
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 500;
-
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -53,33 +49,17 @@ pub async fn list(
             ))
         })?),
     };
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
-    let after = query
-        .cursor
-        .as_deref()
-        .map(super::cursor::decode)
-        .transpose()?;
+    let page = super::cursor::PageRequest::parse(query.limit, query.cursor.as_deref())?;
     let filter = RolloutFilter {
         application: query.application.as_deref(),
         state: wanted_state,
         since: query.since,
         until: query.until,
-        after,
-        limit,
+        after: page.after,
+        limit: page.limit,
     };
     let records = state.store.rollouts(&filter).await?;
-    let next_cursor = (records.len() == usize::try_from(limit).unwrap_or(usize::MAX))
-        .then(|| {
-            records
-                .last()
-                .map(|r| super::cursor::encode(r.created_at, r.id))
-        })
-        .flatten();
+    let next_cursor = page.next_cursor(&records, |r| (r.created_at, r.id));
     let items = records
         .iter()
         .map(|r| RolloutView::of(r, &state.public_url))
