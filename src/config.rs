@@ -3,7 +3,7 @@
 //! changes nothing.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     fmt,
     path::{Path, PathBuf},
 };
@@ -11,7 +11,7 @@ use std::{
 use serde::Deserialize;
 
 use crate::domain::{
-    Application, Cluster, ClusterName, Parameters, Plan,
+    Application, ApplicationSpec, Cluster, ClusterSpec, Plan,
     gate::{GateVars, render_gate_template},
     plan::PlanSpec,
 };
@@ -70,35 +70,6 @@ fn default_query_timeout() -> crate::domain::HumanDuration {
     crate::domain::HumanDuration::from_secs(5)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClusterSpec {
-    name: ClusterName,
-    region: String,
-    #[serde(default = "utc")]
-    timezone: chrono_tz::Tz,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    /// Defaults to the cluster's name.
-    #[serde(default)]
-    context: Option<String>,
-}
-
-fn utc() -> chrono_tz::Tz {
-    chrono_tz::UTC
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplicationSpec {
-    name: String,
-    namespace: String,
-    plan: String,
-    templates: Vec<String>,
-    #[serde(default)]
-    parameters: Parameters,
-}
-
 /// A checked config file.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -148,16 +119,10 @@ impl Config {
                     format!("cluster `{}` is declared twice", spec.name),
                 ));
             }
-            if spec.region.trim().is_empty() {
-                return Err((format!("clusters[{i}].region"), "region is empty".into()));
-            }
-            clusters.push(Cluster {
-                context: spec.context.unwrap_or_else(|| spec.name.to_string()),
-                name: spec.name,
-                region: spec.region,
-                timezone: spec.timezone,
-                labels: spec.labels,
-            });
+            let cluster = spec
+                .check()
+                .map_err(|e| (format!("clusters[{i}].{}", e.path), e.message))?;
+            clusters.push(cluster);
         }
 
         let mut plans = Vec::new();
@@ -197,50 +162,13 @@ impl Config {
                     format!("application `{}` is declared twice", spec.name),
                 ));
             }
-            if !is_dns_label(&spec.name) {
-                return Err((
-                    at("name"),
-                    format!(
-                        "`{}` is not a valid application name (lower-case letters, digits and `-`)",
-                        spec.name
-                    ),
-                ));
-            }
-            if !is_dns_label(&spec.namespace) {
-                return Err((
-                    at("namespace"),
-                    format!("`{}` is not a valid Kubernetes namespace", spec.namespace),
-                ));
-            }
-            if !plan_names.contains(&spec.plan) {
-                return Err((at("plan"), format!("unknown plan `{}`", spec.plan)));
-            }
-            if spec.templates.is_empty() {
-                return Err((
-                    at("templates"),
-                    "an application needs at least one template".into(),
-                ));
-            }
-            for name in spec.parameters.clusters.keys() {
-                if !names.iter().any(|n| n.as_str() == name) {
-                    return Err((
-                        format!("applications[{i}].parameters.clusters.{name}"),
-                        format!("unknown cluster `{name}`"),
-                    ));
-                }
-            }
-            crate::fleet::render::check_templates_with_params(
-                &spec.templates,
-                &spec.parameters.defaults,
-            )
-            .map_err(|e| (at(&format!("templates[{}]", e.template)), e.to_string()))?;
-            applications.push(Application {
-                name: spec.name,
-                namespace: spec.namespace,
-                plan: spec.plan,
-                templates: spec.templates,
-                parameters: spec.parameters,
-            });
+            let application = spec
+                .check(
+                    |plan| plan_names.contains(plan),
+                    |cluster| names.iter().any(|n| n.as_str() == cluster),
+                )
+                .map_err(|e| (at(&e.path), e.message))?;
+            applications.push(application);
         }
 
         Ok(Config {
@@ -294,14 +222,4 @@ impl Config {
         }
         Ok(())
     }
-}
-
-fn is_dns_label(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 63
-        && text
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !text.starts_with('-')
-        && !text.ends_with('-')
 }

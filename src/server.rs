@@ -189,11 +189,13 @@ async fn run(
     }
 
     let clusters = store.clusters().await?;
+    let kubeconfig = kubeconfig.or_else(default_kubeconfig);
     let fleet = if clusters.is_empty() {
-        Fleet::empty()
+        // Clusters registered later through the API are reached through
+        // this file, their clients built when first needed.
+        Fleet::lazy(kubeconfig, FleetOptions::default())
     } else {
         let path = kubeconfig
-            .or_else(default_kubeconfig)
             .context("clusters are registered but no kubeconfig is known: set `kubeconfig` in the config file, --kubeconfig or KUBECONFIG")?;
         let contexts: Vec<(String, String)> = clusters
             .iter()

@@ -32,6 +32,12 @@ pub enum EventKind {
     Failed,
     Aborted,
     Retried,
+    /// Catalog changes through the API (no rollout): who changed what
+    /// a rollout may touch.
+    ClusterRegistered,
+    ClusterUpdated,
+    ApplicationRegistered,
+    ApplicationUpdated,
 }
 
 impl EventKind {
@@ -65,6 +71,10 @@ impl EventKind {
             Self::Failed => "failed",
             Self::Aborted => "aborted",
             Self::Retried => "retried",
+            Self::ClusterRegistered => "cluster_registered",
+            Self::ClusterUpdated => "cluster_updated",
+            Self::ApplicationRegistered => "application_registered",
+            Self::ApplicationUpdated => "application_updated",
         }
     }
 }

@@ -21,13 +21,19 @@ pub(super) struct TickContext<'a> {
 impl<'a> TickContext<'a> {
     pub(super) async fn load(inner: &'a Inner, record: &'a RolloutRecord) -> anyhow::Result<Self> {
         let application = inner.store.application(&record.release.application).await?;
-        let clusters = inner
+        let clusters: HashMap<String, Cluster> = inner
             .store
             .clusters()
             .await?
             .into_iter()
             .map(|c| (c.name.to_string(), c))
             .collect();
+        // Clusters registered or changed since start get their client on use.
+        inner.fleet.track(
+            clusters
+                .values()
+                .map(|c| (c.name.as_str(), c.context.as_str())),
+        );
         Ok(Self {
             inner,
             record,

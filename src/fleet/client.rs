@@ -1,16 +1,16 @@
-//! [`Fleet`]: one client per cluster and the operations the engine performs.
+//! [`Fleet`]: the operations the engine performs on clusters, each through
+//! the cluster's client.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::try_join_all;
 
-use super::budget::Budget;
 use super::cluster::{ClusterClient, ObjectRef};
-use super::connect::{client_for, read_kubeconfig};
 use super::error::FleetError;
 use super::manifest::Manifest;
+use super::registry::Registry;
 use super::snapshot::{Snapshot, SnapshotObject, strip};
 use super::status::RolloutProgress;
 
@@ -36,69 +36,59 @@ impl Default for FleetOptions {
     }
 }
 
-/// Clients for every cluster Meridian may change. Cloning is cheap (the
-/// kube clients share their connection pools), so tasks can hold their own.
+/// Clients for every cluster Meridian may change, built on first use (see
+/// [`super::registry`]). Cloning is cheap (clones share the clients and
+/// their connection pools), so tasks can hold their own.
 #[derive(Clone)]
 pub struct Fleet {
-    clusters: BTreeMap<String, ClusterClient>,
+    registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for Fleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fleet")
-            .field("clusters", &self.clusters.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("Fleet").finish_non_exhaustive()
     }
 }
 
 impl Fleet {
-    /// Builds a client per `(cluster name, kubeconfig context)`. Nothing is
-    /// sent to the clusters yet, so an unreachable cluster does not stop the
-    /// service from starting; a context missing from the file does.
+    /// Builds a client per `(cluster name, kubeconfig context)` now, so a
+    /// context missing from the file stops the service at start. Nothing is
+    /// sent to the clusters yet, so an unreachable cluster does not.
     pub async fn connect(
         kubeconfig: &Path,
         clusters: &[(String, String)],
         opts: FleetOptions,
     ) -> Result<Fleet, FleetError> {
-        let first = clusters
-            .first()
-            .map(|(name, _)| name.as_str())
-            .unwrap_or_default();
-        let config = read_kubeconfig(kubeconfig, first)?;
-        let budget = Budget {
-            timeout: opts.call_timeout,
-            attempts: opts.attempts.max(1),
-        };
-        let mut built = BTreeMap::new();
-        for (name, context) in clusters {
-            let client = client_for(&config, kubeconfig, name, context, opts.call_timeout).await?;
-            let cluster = ClusterClient {
-                name: name.clone(),
-                client,
-                budget,
-                field_manager: opts.field_manager.clone(),
-            };
-            built.insert(name.clone(), cluster);
+        let fleet = Fleet::lazy(Some(kubeconfig.to_owned()), opts);
+        fleet.track(
+            clusters
+                .iter()
+                .map(|(name, context)| (name.as_str(), context.as_str())),
+        );
+        for (name, _) in clusters {
+            fleet.registry.client(name).await?;
         }
-        Ok(Fleet { clusters: built })
+        Ok(fleet)
     }
 
-    /// A fleet with no cluster, for a service that has none registered yet.
-    pub fn empty() -> Fleet {
+    /// A fleet that builds each cluster's client the first time it is used,
+    /// from `kubeconfig` (`None`: none is known, and using a cluster fails
+    /// saying so).
+    pub fn lazy(kubeconfig: Option<PathBuf>, opts: FleetOptions) -> Fleet {
         Fleet {
-            clusters: BTreeMap::new(),
+            registry: Arc::new(Registry::new(kubeconfig, opts)),
         }
     }
 
-    /// The cluster names this fleet can reach, sorted.
-    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
-        self.clusters.keys().map(String::as_str)
+    /// Tells the fleet which kubeconfig context each cluster uses, as the
+    /// catalog says now. A cluster it had no client for gets one when first
+    /// used; one whose context changed gets a new one.
+    pub fn track<'a>(&self, clusters: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        self.registry.track(clusters);
     }
 
-    fn cluster(&self, name: &str) -> Result<&ClusterClient, FleetError> {
-        self.clusters
-            .get(name)
-            .ok_or_else(|| FleetError::UnknownCluster(name.to_owned()))
+    async fn cluster(&self, name: &str) -> Result<ClusterClient, FleetError> {
+        self.registry.client(name).await
     }
 
     /// What the cluster runs now for each manifest's object, ready to be put
@@ -108,7 +98,7 @@ impl Fleet {
         cluster: &str,
         manifests: &[Manifest],
     ) -> Result<Snapshot, FleetError> {
-        let client = self.cluster(cluster)?;
+        let client = &self.cluster(cluster).await?;
         let objects = resolve_all(client, manifests)?;
         let lives = try_join_all(objects.iter().map(|object| client.get(object))).await?;
         let objects = objects
@@ -129,7 +119,7 @@ impl Fleet {
     /// manager owns a field we set, this stops with [`FleetError::Conflict`]
     /// instead of silently overwriting someone's change.
     pub async fn apply(&self, cluster: &str, manifests: &[Manifest]) -> Result<(), FleetError> {
-        let client = self.cluster(cluster)?;
+        let client = &self.cluster(cluster).await?;
         // Resolve everything before the first request so an unsupported
         // manifest cannot leave the cluster half-applied.
         let mut work: Vec<(ObjectRef, &Manifest)> = resolve_all(client, manifests)?
@@ -156,7 +146,7 @@ impl Fleet {
     /// existed (restoring is the operator's intent, so it wins over other
     /// field managers), deletion of those that did not.
     pub async fn restore(&self, cluster: &str, snapshot: &Snapshot) -> Result<(), FleetError> {
-        let client = self.cluster(cluster)?;
+        let client = &self.cluster(cluster).await?;
         let mut present = Vec::new();
         let mut absent = Vec::new();
         for object in &snapshot.objects {
@@ -185,7 +175,7 @@ impl Fleet {
         cluster: &str,
         manifests: &[Manifest],
     ) -> Result<RolloutProgress, FleetError> {
-        let client = self.cluster(cluster)?;
+        let client = &self.cluster(cluster).await?;
         let workloads: Vec<ObjectRef> = resolve_all(client, manifests)?
             .into_iter()
             .filter(|o| o.kind.is_workload())
@@ -208,7 +198,7 @@ impl Fleet {
         cluster: &str,
         snapshot: &Snapshot,
     ) -> Result<RolloutProgress, FleetError> {
-        let client = self.cluster(cluster)?;
+        let client = &self.cluster(cluster).await?;
         let checks = snapshot.objects.iter().map(|recorded| async move {
             let object = resolve_snapshot_object(client, recorded)?;
             if recorded.live.is_none() {

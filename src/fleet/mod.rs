@@ -13,6 +13,7 @@ mod cluster;
 mod connect;
 mod error;
 pub mod manifest;
+mod registry;
 pub mod render;
 mod snapshot;
 pub mod status;

@@ -461,6 +461,46 @@ async fn unknown_cluster_and_missing_context_are_errors() {
 }
 
 #[tokio::test]
+async fn a_cluster_tracked_after_start_gets_a_client_and_a_changed_context_a_new_one() {
+    let env = env().await;
+    let fleet = Fleet::lazy(Some(env.kubeconfig.clone()), FleetOptions::default());
+    let (_, manifests) = release("late", "1.0.0");
+    let err = fleet
+        .apply("late-1", &manifests)
+        .await
+        .expect_err("untracked");
+    assert_eq!(err, FleetError::UnknownCluster("late-1".to_owned()));
+
+    fleet.track([("late-1", "late-context")]);
+    let err = fleet
+        .apply("late-1", &manifests)
+        .await
+        .expect_err("no such context");
+    assert!(
+        matches!(&err, FleetError::Config { cluster, .. } if cluster == "late-1"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("\"late-context\""), "{err}");
+    assert!(!err.is_transient(), "a person must fix the context");
+
+    // Fixing the context (as a PUT of the cluster would) is enough.
+    fleet.track([("late-1", CLUSTER)]);
+    fleet.apply("late-1", &manifests).await.expect("applies");
+    assert_eq!(
+        env.images("late"),
+        Some(vec!["registry.example/late:1.0.0".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn without_a_kubeconfig_using_a_cluster_says_how_to_name_one() {
+    let fleet = Fleet::lazy(None, FleetOptions::default());
+    fleet.track([("late-1", "late-1")]);
+    let err = fleet.apply("late-1", &[]).await.expect_err("no kubeconfig");
+    assert!(err.to_string().contains("no kubeconfig is known"), "{err}");
+}
+
+#[tokio::test]
 async fn unsupported_manifests_are_rejected_before_any_request() {
     let env = env().await;
     let fleet = env.fleet(FleetOptions::default()).await;

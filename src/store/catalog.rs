@@ -197,7 +197,7 @@ pub(super) async fn all_clusters(conn: &mut PgConnection) -> Result<Vec<Cluster>
     rows.into_iter().map(|row| cluster_from_row(&row)).collect()
 }
 
-async fn upsert_cluster(conn: &mut PgConnection, cluster: &Cluster) -> Result<bool> {
+pub(super) async fn upsert_cluster(conn: &mut PgConnection, cluster: &Cluster) -> Result<bool> {
     let result = sqlx::query(
         "INSERT INTO clusters (name, region, timezone, labels, context)
          VALUES ($1, $2, $3, $4, $5)
@@ -217,7 +217,7 @@ async fn upsert_cluster(conn: &mut PgConnection, cluster: &Cluster) -> Result<bo
     Ok(result.rows_affected() > 0)
 }
 
-async fn upsert_application(conn: &mut PgConnection, app: &Application) -> Result<bool> {
+pub(super) async fn upsert_application(conn: &mut PgConnection, app: &Application) -> Result<bool> {
     let result = sqlx::query(
         "INSERT INTO applications (name, namespace, plan_name, templates, parameters)
          VALUES ($1, $2, $3, $4, $5)
@@ -237,7 +237,7 @@ async fn upsert_application(conn: &mut PgConnection, app: &Application) -> Resul
     Ok(result.rows_affected() > 0)
 }
 
-fn cluster_from_row(row: &sqlx::postgres::PgRow) -> Result<Cluster> {
+pub(super) fn cluster_from_row(row: &sqlx::postgres::PgRow) -> Result<Cluster> {
     let name: String = row.try_get("name")?;
     let timezone: String = row.try_get("timezone")?;
     let labels: serde_json::Value = row.try_get("labels")?;
@@ -253,7 +253,7 @@ fn cluster_from_row(row: &sqlx::postgres::PgRow) -> Result<Cluster> {
     })
 }
 
-fn application_from_row(row: &sqlx::postgres::PgRow) -> Result<Application> {
+pub(super) fn application_from_row(row: &sqlx::postgres::PgRow) -> Result<Application> {
     let name: String = row.try_get("name")?;
     let templates: serde_json::Value = row.try_get("templates")?;
     let parameters: serde_json::Value = row.try_get("parameters")?;

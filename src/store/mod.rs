@@ -3,6 +3,7 @@
 //! rollout's version and the engine's lease.
 
 pub mod catalog;
+pub mod catalog_changes;
 pub mod embedded;
 pub mod events;
 pub mod rollouts;
