@@ -22,11 +22,11 @@ use super::{ApiError, AppState};
 use crate::store::tokens::{BOOTSTRAP_NAME, Presented, Role, SECRET_PREFIX};
 
 /// Where the API is mounted; routes below are named relative to it.
-const API_PREFIX: &str = "/api/v1";
+pub const API_PREFIX: &str = "/api/v1";
 /// The route whose clients cannot set headers (browsers' `EventSource`).
-const STREAM_ROUTE: &str = "/events/stream";
+pub const STREAM_ROUTE: &str = "/events/stream";
 /// The query parameter that carries a token on [`STREAM_ROUTE`].
-const QUERY_TOKEN: &str = "access_token";
+pub const QUERY_TOKEN: &str = "access_token";
 /// The environment variable whose value is accepted as an admin token.
 pub const BOOTSTRAP_TOKEN_ENV: &str = "MERIDIAN_BOOTSTRAP_TOKEN";
 /// A shorter bootstrap token could be guessed; generated ones are far longer.
@@ -35,6 +35,8 @@ const MIN_BOOTSTRAP_CHARS: usize = 16;
 /// What a route asks of its caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Anyone, without a token.
+    Open,
     Needs(Role),
     /// The route is missing from [`required_role`]: refused to all but
     /// admins, so forgetting to declare a route cannot open it up.
@@ -53,6 +55,8 @@ pub fn required_role(method: &Method, route: &str) -> Access {
     };
     let first_segment = route.trim_start_matches('/').split('/').next();
     match (method, route) {
+        // The API's description: clients read it before they have a token.
+        ("GET", "/openapi.json") => Access::Open,
         (
             "GET",
             "/rollouts"
@@ -122,10 +126,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// `GET /api/v1/whoami`: the caller's own name and role, so a client (the
-/// dashboard) can offer only what the token may do.
-pub async fn whoami(caller: Caller) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "name": caller.name, "role": caller.role.as_str() }))
+/// Who a token stands for.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    /// The token's name, recorded as the actor of what it does.
+    pub name: String,
+    pub role: Role,
+}
+
+/// The caller's own name and role, so a client (the dashboard) can offer
+/// only what the token may do.
+#[utoipa::path(
+    get,
+    path = "/whoami",
+    operation_id = "whoami",
+    tag = "meta",
+    responses((status = 200, description = "The caller", body = WhoAmI)),
+)]
+pub async fn whoami(caller: Caller) -> axum::Json<WhoAmI> {
+    axum::Json(WhoAmI {
+        name: caller.name,
+        role: caller.role,
+    })
 }
 
 /// `MERIDIAN_BOOTSTRAP_TOKEN`, kept only as its hash. `Debug` shows nothing.
@@ -195,6 +217,7 @@ pub async fn authenticate(
         .strip_prefix(API_PREFIX)
         .unwrap_or(matched.as_str());
     let needed = match required_role(request.method(), route) {
+        Access::Open => return next.run(request).await,
         Access::Needs(role) => role,
         Access::Undeclared => {
             tracing::error!(

@@ -5,6 +5,7 @@ mod auth;
 mod cursor;
 mod error;
 mod health;
+mod openapi;
 mod plans;
 mod releases;
 mod rollouts;
@@ -18,14 +19,18 @@ pub use stream::spawn_notifier;
 
 use std::time::Duration;
 
-use axum::{Router, middleware, routing::get, routing::post};
+use axum::{Router, middleware, routing::get};
 use tower_http::{
     catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
 
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use self::auth::API_PREFIX;
 use crate::{engine::EngineHealth, store::Store, telemetry::Metrics};
 
 /// Largest request body accepted; releases and actions are small.
@@ -46,37 +51,48 @@ pub struct AppState {
     pub bootstrap_token: Option<BootstrapToken>,
 }
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/releases", post(releases::create).get(releases::list))
-        .route("/releases/{id}", get(releases::get))
-        .route("/rollouts", get(rollouts::list))
-        .route("/rollouts/{id}", get(rollouts::get))
-        .route("/rollouts/{id}/events", get(rollouts::events))
-        .route("/rollouts/{id}/gates", get(rollouts::gates))
-        .route("/rollouts/{id}/{action}", post(rollouts::act))
-        .route("/events/stream", get(stream::stream))
-        .route("/whoami", get(auth::whoami))
-        .route("/applications", get(views::applications))
-        .route("/clusters", get(views::clusters))
-        .route("/clusters/{name}", get(views::cluster))
-        .route("/applications/{name}", get(views::application))
-        .route("/plans", get(plans::list).post(plans::create))
-        .route("/plans/validate", post(plans::validate))
-        .route("/plans/{name}", get(plans::get))
-        .route("/plans/{name}/versions", get(plans::versions))
-        .route("/plans/{name}/versions/{version}", get(plans::get_version))
+/// Every route under `/api/v1`. `routes!` registers a handler together
+/// with its `#[utoipa::path]` documentation (path, method, parameters,
+/// bodies, answers), so add API routes only this way: a plain `.route`
+/// would serve an undocumented route (a test in this file looks for one).
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(releases::create, releases::list))
+        .routes(routes!(releases::get))
+        .routes(routes!(rollouts::list))
+        .routes(routes!(rollouts::get))
+        .routes(routes!(rollouts::events))
+        .routes(routes!(rollouts::gates))
+        .routes(routes!(rollouts::act))
+        .routes(routes!(stream::stream))
+        .routes(routes!(auth::whoami))
+        .routes(routes!(views::applications))
+        .routes(routes!(views::clusters))
+        .routes(routes!(views::cluster))
+        .routes(routes!(views::application))
+        .routes(routes!(plans::list, plans::create))
+        .routes(routes!(plans::validate))
+        .routes(routes!(plans::get))
+        .routes(routes!(plans::versions))
+        .routes(routes!(plans::get_version))
         .merge(webhooks::routes())
         .merge(tokens::routes())
+        .routes(routes!(openapi::serve))
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_routes()
         // Keep last before the fallback: it covers only the routes added
         // above, and not the fallback, so unknown paths stay 404, not 401.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
-        .fallback(error::not_found);
+        .fallback(error::not_found)
+        .split_for_parts();
+    let api = api.method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
-        .nest("/api/v1", api)
+        .nest(API_PREFIX, api)
         .route("/", get(assets::index))
         .route("/rollouts/{id}", get(assets::index))
         .route("/fleet", get(assets::index))
@@ -105,4 +121,58 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    /// The routes outside `/api/v1` (dashboard, health, metrics): the only
+    /// ones that may be added with a plain `.route`, which documents nothing.
+    const UNDOCUMENTED: &[&str] = &[
+        "/",
+        "/rollouts/{id}",
+        "/fleet",
+        "/assets/app.js",
+        "/assets/style.css",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+
+    /// `OpenApiRouter::routes(routes!(…))` documents a route as it serves
+    /// it; a plain `.route`, `.nest` or axum `Router` would serve an API
+    /// route the OpenAPI document does not list.
+    #[test]
+    fn api_routes_are_only_added_together_with_their_documentation() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+        for entry in std::fs::read_dir(&dir).expect("src/api") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !name.ends_with(".rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read");
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for line in code.lines().map(str::trim) {
+                if let Some(rest) = line.strip_prefix(".route(\"") {
+                    let route = rest.split('"').next().unwrap_or("");
+                    assert!(
+                        name == "mod.rs" && UNDOCUMENTED.contains(&route),
+                        "{name}: `{line}` serves a route without documentation; use .routes(routes!(handler))"
+                    );
+                }
+                for plain in [
+                    ".route_service(",
+                    ".nest_service(",
+                    "routing::post",
+                    "routing::put",
+                ] {
+                    assert!(!line.contains(plain), "{name}: `{line}`");
+                }
+                // Only the API itself is nested, at its prefix.
+                if line.starts_with(".nest(") {
+                    assert!(line.starts_with(".nest(API_PREFIX"), "{name}: `{line}`");
+                }
+            }
+        }
+    }
 }

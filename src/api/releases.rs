@@ -8,33 +8,45 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
     ApiError, AppState, Caller,
-    error::ApiJson,
+    error::{ApiJson, Problem, check_no_nul},
     views::{Links, links},
 };
 use crate::store::{IdempotencyKey, NewRelease, OnActive, ReleaseRecord};
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"application": "shop", "version": "1.4.2", "image": "registry.example/shop:1.4.2"}))]
 pub struct CreateRelease {
+    /// A registered application's name.
+    #[schema(min_length = 1, max_length = 256)]
     pub application: String,
+    /// The version people call it by (no control characters).
+    #[schema(min_length = 1, max_length = 256)]
     pub version: String,
+    /// The image reference the templates get as `image`.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^\S+$")]
     pub image: String,
     /// Start even if the pre-rollout check finds the fleet unhealthy.
     #[serde(default)]
     pub force: bool,
     /// What to do when the application already has an active rollout.
     #[serde(default)]
+    #[schema(value_type = super::openapi::OnActiveSchema)]
     pub on_active: OnActive,
 }
 
-#[derive(Serialize)]
+/// A release created (or queued) and its rollout.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ReleaseCreated)]
 pub struct Created {
     /// The rollout's id.
     pub id: Uuid,
+    #[schema(value_type = super::openapi::ReleaseSchema)]
     pub release: ReleaseRecord,
     /// Waiting for the application's active rollout to end.
     pub queued: bool,
@@ -47,6 +59,30 @@ const MAX_KEY_LEN: usize = 255;
 /// Longest version and image strings accepted.
 const MAX_FIELD_LEN: usize = 256;
 
+/// Create a release and start its rollout.
+///
+/// With an `Idempotency-Key`, the same key and body answer the first
+/// result again (`Idempotent-Replayed: true`) without creating twice.
+#[utoipa::path(
+    post,
+    path = "/releases",
+    operation_id = "create_release",
+    tag = "releases",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible ASCII characters"),
+    ),
+    request_body = CreateRelease,
+    responses(
+        (status = 201, description = "Created, or replayed for the same Idempotency-Key and body", body = Created,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same key"))),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The application has an active rollout (`on_active: reject`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,19 +177,39 @@ fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this application's releases.
     pub application: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
+/// Releases, newest first.
+#[utoipa::path(
+    get,
+    path = "/releases",
+    operation_id = "list_releases",
+    tag = "releases",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of releases", body = super::views::Page<super::openapi::ReleaseSchema>),
+        (status = 400, description = "A bad query parameter (limit, cursor)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<super::views::Page<ReleaseRecord>>, ApiError> {
     let axum::extract::Query(query) = query?;
+    if let Some(application) = &query.application {
+        check_no_nul("`application`", application)?;
+    }
     let page = super::cursor::PageRequest::parse(query.limit, query.cursor.as_deref())?;
     let items = state
         .store
@@ -163,20 +219,35 @@ pub async fn list(
     Ok(Json(super::views::Page { items, next_cursor }))
 }
 
-#[derive(Serialize)]
+/// A release and its rollouts.
+#[derive(Serialize, ToSchema)]
 pub struct ReleaseView {
     #[serde(flatten)]
+    #[schema(value_type = super::openapi::ReleaseSchema)]
     pub release: ReleaseRecord,
     /// The rollouts of this release, each with its links.
     pub rollouts: Vec<RolloutRef>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RolloutRef {
     pub id: Uuid,
     pub links: Links,
 }
 
+/// One release, with links to its rollouts.
+#[utoipa::path(
+    get,
+    path = "/releases/{id}",
+    operation_id = "get_release",
+    tag = "releases",
+    params(("id" = Uuid, Path, description = "The release's id")),
+    responses(
+        (status = 200, description = "The release", body = ReleaseView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such release", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     id: Result<axum::extract::Path<Uuid>, axum::extract::rejection::PathRejection>,

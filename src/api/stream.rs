@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, error::Problem};
 use crate::store::{EVENTS_CHANNEL, Store, events::EventRecord};
 
 /// Events fetched per database read.
@@ -26,8 +26,9 @@ const BATCH: i64 = 200;
 /// notification was lost while the listener reconnected.
 const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Only this rollout's events (from its first one, unless resuming).
     pub rollout: Option<Uuid>,
@@ -73,6 +74,29 @@ struct Cursor {
     public_url: String,
 }
 
+/// The event log, live, as server-sent events.
+///
+/// Each event's `id` is the event's id, its `event` the event's kind and its
+/// `data` the event as JSON (as in `/rollouts/{id}/events`, with the
+/// rollout's `links`). Without `rollout` the stream starts now; with it, at
+/// the rollout's first event. `Last-Event-ID` resumes after that event.
+/// Browsers' `EventSource` cannot send headers, so the token may come as
+/// `?access_token=` instead.
+#[utoipa::path(
+    get,
+    path = "/events/stream",
+    operation_id = "stream_events",
+    tag = "rollouts",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id"),
+    ),
+    responses(
+        (status = 200, description = "A stream that does not end: `id`, `event` and `data` (the event as JSON) per event, and keep-alive comments", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A bad `rollout` or `Last-Event-ID`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such rollout", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn stream(
     State(state): State<AppState>,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,

@@ -3,19 +3,24 @@
 use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, error::Problem};
 use crate::{
-    domain::{Application, Cluster},
+    domain::{Application, Cluster, RolloutState, TargetState},
     store::{ReleaseRecord, RolloutRecord},
 };
 
-#[derive(Serialize)]
+/// A rollout: where one release is on its way around the fleet.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Rollout)]
 pub struct RolloutView {
     pub id: Uuid,
     pub application: String,
+    #[schema(value_type = super::openapi::ReleaseSchema)]
     pub release: ReleaseRecord,
+    #[schema(value_type = RolloutState)]
     pub state: &'static str,
     /// 0-based index into `stages`.
     pub current_stage: usize,
@@ -31,13 +36,15 @@ pub struct RolloutView {
     pub links: Links,
 }
 
-#[derive(Serialize)]
+/// The plan version a rollout travels (fixed at its start).
+#[derive(Serialize, ToSchema)]
 pub struct PlanRef {
     pub name: String,
     pub version: i32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RolloutStage)]
 pub struct StageView {
     pub name: String,
     pub max_parallel: u32,
@@ -46,10 +53,13 @@ pub struct StageView {
     pub targets: Vec<TargetView>,
 }
 
-#[derive(Serialize)]
+/// One cluster inside one rollout.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RolloutTarget)]
 pub struct TargetView {
     pub cluster: String,
     pub region: String,
+    #[schema(value_type = TargetState)]
     pub state: &'static str,
     pub message: Option<String>,
     /// Order in which the cluster was changed (rollback goes backwards).
@@ -57,7 +67,9 @@ pub struct TargetView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
+/// Where to find a rollout: the API and the dashboard.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RolloutLinks)]
 pub struct Links {
     #[serde(rename = "self")]
     pub self_: String,
@@ -124,7 +136,9 @@ pub fn links(public_url: &str, id: Uuid) -> Links {
     }
 }
 
-#[derive(Serialize)]
+/// A cluster Meridian may change (never its credentials).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Cluster)]
 pub struct ClusterView {
     pub name: String,
     pub region: String,
@@ -144,7 +158,9 @@ impl From<Cluster> for ClusterView {
     }
 }
 
-#[derive(Serialize)]
+/// Something deployable.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Application)]
 pub struct ApplicationView {
     pub name: String,
     pub namespace: String,
@@ -161,18 +177,26 @@ impl From<Application> for ApplicationView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Items<T> {
     pub items: Vec<T>,
 }
 
 /// One page of a long list; `next_cursor` (when present) fetches the next.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
+/// The clusters Meridian may change.
+#[utoipa::path(
+    get,
+    path = "/clusters",
+    operation_id = "list_clusters",
+    tag = "catalog",
+    responses((status = 200, description = "Every cluster", body = Items<ClusterView>)),
+)]
 pub async fn clusters(State(state): State<AppState>) -> Result<Json<Items<ClusterView>>, ApiError> {
     let items = state
         .store
@@ -184,6 +208,14 @@ pub async fn clusters(State(state): State<AppState>) -> Result<Json<Items<Cluste
     Ok(Json(Items { items }))
 }
 
+/// The applications Meridian deploys.
+#[utoipa::path(
+    get,
+    path = "/applications",
+    operation_id = "list_applications",
+    tag = "catalog",
+    responses((status = 200, description = "Every application", body = Items<ApplicationView>)),
+)]
 pub async fn applications(
     State(state): State<AppState>,
 ) -> Result<Json<Items<ApplicationView>>, ApiError> {
@@ -197,10 +229,24 @@ pub async fn applications(
     Ok(Json(Items { items }))
 }
 
+/// One cluster.
+#[utoipa::path(
+    get,
+    path = "/clusters/{name}",
+    operation_id = "get_cluster",
+    tag = "catalog",
+    params(("name" = String, Path, description = "The cluster's name")),
+    responses(
+        (status = 200, description = "The cluster", body = ClusterView),
+        (status = 400, description = "The name is not valid UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such cluster", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn cluster(
     State(state): State<AppState>,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    name: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<ClusterView>, ApiError> {
+    let axum::extract::Path(name) = name?;
     state
         .store
         .clusters()
@@ -211,9 +257,24 @@ pub async fn cluster(
         .ok_or_else(|| ApiError::not_found(format!("cluster `{name}` not found")))
 }
 
+/// One application.
+#[utoipa::path(
+    get,
+    path = "/applications/{name}",
+    operation_id = "get_application",
+    tag = "catalog",
+    params(("name" = String, Path, description = "The application's name")),
+    responses(
+        (status = 200, description = "The application", body = ApplicationView),
+        (status = 400, description = "The name is not valid UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn application(
     State(state): State<AppState>,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    name: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<ApplicationView>, ApiError> {
+    let axum::extract::Path(name) = name?;
+    super::error::check_no_nul("the name", &name)?;
     Ok(Json(state.store.application(&name).await?.into()))
 }

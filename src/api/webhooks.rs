@@ -2,16 +2,22 @@
 //! in and, when the server made one up, come out exactly once.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, Query, State, rejection::PathRejection, rejection::QueryRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{ApiError, AppState, auth::Caller, error::ApiJson, views::Items};
+use super::{
+    ApiError, AppState,
+    auth::Caller,
+    error::{ApiJson, Problem},
+    views::Items,
+};
 use crate::{
     store::webhooks::{DeliveryRecord, NewWebhook, WebhookRecord},
     webhooks::{EventFilter, Format, Secret},
@@ -23,37 +29,52 @@ const MAX_URL_CHARS: usize = 2048;
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", get(list).post(create))
-        .route("/webhooks/{id}", get(get_one).delete(delete))
-        .route("/webhooks/{id}/deliveries", get(deliveries))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, delete))
+        .routes(routes!(deliveries))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(
+    as = CreateWebhook,
+    example = json!({"url": "https://hooks.example/meridian", "events": ["rolled_back", "succeeded"]})
+)]
 pub struct CreateBody {
+    /// Where to POST events (http or https).
+    #[schema(max_length = 2048, pattern = r"^https?://[^/?#@:\s]+")]
     pub url: String,
+    /// Event kinds (`rolled_back`, `succeeded`, ...), or `["*"]` for all.
     pub events: Vec<String>,
+    /// The HMAC-SHA256 signing secret; made up (and shown once) when absent.
     pub secret: Option<String>,
+    /// `json` (default) or `slack`.
+    #[schema(value_type = Option<Format>)]
     pub format: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A webhook and where to find it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookWithLinks)]
 pub struct WebhookView {
     #[serde(flatten)]
     pub webhook: WebhookRecord,
     pub links: Links,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookLinks)]
 pub struct Links {
     #[serde(rename = "self")]
     pub self_: String,
     pub deliveries: String,
 }
 
-#[derive(Serialize)]
+/// A registered webhook; `secret` only when the server made it up.
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookCreated)]
 pub struct Created {
     #[serde(flatten)]
     pub view: WebhookView,
@@ -127,6 +148,25 @@ fn parse_url(text: &str) -> Result<url::Url, ApiError> {
     Ok(url)
 }
 
+/// Register a webhook.
+#[utoipa::path(
+    post,
+    path = "/webhooks",
+    operation_id = "create_webhook",
+    tag = "webhooks",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "Registered", body = Created,
+            headers(
+                ("Location" = String, description = "The webhook's URL"),
+                ("Cache-Control" = String, description = "`no-store`: the body may hold the secret"),
+            )),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,6 +191,14 @@ pub async fn create(
     Ok(response)
 }
 
+/// Every webhook (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/webhooks",
+    operation_id = "list_webhooks",
+    tag = "webhooks",
+    responses((status = 200, description = "Every webhook", body = Items<WebhookView>)),
+)]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Items<WebhookView>>, ApiError> {
     let items = state
         .store
@@ -162,6 +210,19 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Items<WebhookVie
     Ok(Json(Items { items }))
 }
 
+/// One webhook.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}",
+    operation_id = "get_webhook",
+    tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The webhook's id")),
+    responses(
+        (status = 200, description = "The webhook", body = WebhookView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     id: Result<Path<Uuid>, PathRejection>,
@@ -171,6 +232,19 @@ pub async fn get_one(
     Ok(Json(WebhookView::of(record, &state.public_url)))
 }
 
+/// Delete a webhook; it gets no more deliveries.
+#[utoipa::path(
+    delete,
+    path = "/webhooks/{id}",
+    operation_id = "delete_webhook",
+    tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The webhook's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -182,12 +256,28 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
+    /// How many of the latest deliveries.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     pub limit: Option<i64>,
 }
 
+/// A webhook's latest deliveries, each with every attempt.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}/deliveries",
+    operation_id = "list_webhook_deliveries",
+    tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The webhook's id"), DeliveriesQuery),
+    responses(
+        (status = 200, description = "The deliveries, newest first", body = Items<DeliveryRecord>),
+        (status = 400, description = "The id is not a UUID, or a bad limit", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     id: Result<Path<Uuid>, PathRejection>,

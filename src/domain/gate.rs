@@ -8,7 +8,7 @@ use super::HumanDuration;
 use crate::health::comparison::Comparator;
 
 /// What a gate does with a query that returns nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NoDataPolicy {
     /// Neither good nor bad; too many in a row pause the rollout.
@@ -20,7 +20,7 @@ pub enum NoDataPolicy {
 
 /// What a gate does when its source (Prometheus, the HTTP endpoint) cannot
 /// be reached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnreachablePolicy {
     /// Neither good nor bad; too many in a row pause the rollout.
@@ -30,7 +30,7 @@ pub enum UnreachablePolicy {
     Fail,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GateCheck {
     /// A PromQL query, templated per target, compared with a threshold.
@@ -84,7 +84,7 @@ impl GateCheck {
 }
 
 /// A checked gate.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Gate {
     pub name: String,
     pub check: GateCheck,
@@ -102,7 +102,7 @@ pub struct Gate {
 
 /// A gate as written in a plan: exactly one of `prometheus`, `http`,
 /// `baseline`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GateSpec {
     pub name: String,
@@ -113,6 +113,7 @@ pub struct GateSpec {
     #[serde(default)]
     pub baseline: Option<BaselineSpec>,
     #[serde(default = "default_interval")]
+    #[schema(pattern = r"^[0-9]+ ?(ms|s|m|h|d)( [0-9]+ ?(ms|s|m|h|d))*$")]
     pub interval: HumanDuration,
     #[serde(default = "one")]
     pub failure_limit: u32,
@@ -124,7 +125,7 @@ pub struct GateSpec {
     pub on_unreachable: UnreachablePolicy,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusSpec {
     pub query: String,
@@ -132,7 +133,7 @@ pub struct PrometheusSpec {
     pub threshold: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
     pub url: String,
@@ -144,7 +145,7 @@ pub struct HttpSpec {
     pub json_value: Option<serde_json::Value>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BaselineSpec {
     pub query: String,

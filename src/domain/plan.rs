@@ -12,7 +12,7 @@ use super::{
 };
 
 /// Which clusters a stage takes. Exactly one of the three forms.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClusterSelector {
     /// Every cluster no earlier stage took (the global wave).
@@ -35,7 +35,7 @@ impl ClusterSelector {
 }
 
 /// What happens when a target fails.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
     /// Put every changed cluster back, newest first (the default).
@@ -45,7 +45,7 @@ pub enum FailurePolicy {
     Halt,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stage {
     pub name: String,
     pub clusters: ClusterSelector,
@@ -57,7 +57,7 @@ pub struct Stage {
     pub gates: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     pub name: String,
     pub stages: Vec<Stage>,
@@ -90,8 +90,16 @@ impl PlanError {
 }
 
 /// The plan as written in a config file or an API request.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "worldwide",
+    "on_failure": "rollback",
+    "stages": [
+        {"name": "canary", "clusters": {"names": ["use1-canary"]}, "bake": "30s"},
+        {"name": "rest", "clusters": "all", "max_parallel": 3, "bake": "5m"}
+    ]
+}))]
 pub struct PlanSpec {
     pub name: String,
     pub stages: Vec<StageSpec>,
@@ -102,7 +110,7 @@ pub struct PlanSpec {
     pub gates: Vec<GateSpec>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     pub name: String,
@@ -110,8 +118,12 @@ pub struct StageSpec {
     pub clusters: SelectorSpec,
     #[serde(default = "default_max_parallel")]
     pub max_parallel: u32,
+    /// How long the stage's clusters must stay healthy before the next
+    /// stage starts.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]+ ?(ms|s|m|h|d)( [0-9]+ ?(ms|s|m|h|d))*$")]
     pub bake: HumanDuration,
+    /// Wait for an operator's approval before the stage starts.
     #[serde(default)]
     pub approval: bool,
     #[serde(default)]
@@ -122,14 +134,14 @@ fn default_max_parallel() -> u32 {
     1
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SelectorSpec {
     Keyword(String),
     Fields(SelectorFields),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectorFields {
     #[serde(default)]

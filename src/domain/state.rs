@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a rollout is in its life. See DESIGN.md, "Life of a rollout".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutState {
     Pending,
@@ -64,7 +64,7 @@ impl RolloutState {
 }
 
 /// Where one cluster is inside one rollout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetState {
     /// Not touched yet.

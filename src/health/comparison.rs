@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// How a reading must relate to its threshold for the gate to hold:
 /// `error_ratio < 0.05` is `Lt`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Comparator {
     #[serde(rename = "<")]
     Lt,

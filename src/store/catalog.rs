@@ -129,10 +129,12 @@ async fn insert_plan_version(
 }
 
 /// One stored plan version, as written.
-#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PlanVersion {
     pub name: String,
     pub version: i32,
+    /// The plan as it was written (the shape `POST /api/v1/plans` takes).
+    #[schema(value_type = crate::domain::plan::PlanSpec)]
     pub spec: serde_json::Value,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }

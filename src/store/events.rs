@@ -6,7 +6,9 @@ use uuid::Uuid;
 
 use super::{Result, Store};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+/// One entry of the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub struct EventRecord {
     pub id: i64,
     pub rollout_id: Option<Uuid>,
@@ -63,7 +65,8 @@ impl Store {
 }
 
 /// One stored gate evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = GateReading)]
 pub struct GateReadingRecord {
     pub id: i64,
     /// The stage it judged (0-based); null for the pre-rollout check.

@@ -16,7 +16,7 @@ use super::{Result, Store, StoreError};
 
 /// What a token may do. Each role includes every role before it, so the
 /// derived order is the order of power.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads everything under `/api/v1` except tokens and webhooks.
@@ -131,7 +131,8 @@ pub fn hash_secret(secret: &str) -> String {
 }
 
 /// A live token as the API shows it: never its secret nor its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Token)]
 pub struct TokenRecord {
     pub id: Uuid,
     pub name: String,

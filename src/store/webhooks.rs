@@ -14,10 +14,12 @@ use super::{Result, Store, StoreError, events::EventRecord};
 use crate::webhooks::{EventContext, EventFilter, Format, Secret, selects};
 
 /// A webhook as registered, without its secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Webhook)]
 pub struct WebhookRecord {
     pub id: Uuid,
     pub url: String,
+    /// Event kinds, or `["*"]` for all.
     pub events: Vec<String>,
     pub format: Format,
     pub created_by: String,
@@ -33,7 +35,8 @@ pub struct NewWebhook {
 }
 
 /// One event on its way to one webhook.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = Delivery)]
 pub struct DeliveryRecord {
     pub id: Uuid,
     pub webhook_id: Uuid,
@@ -52,7 +55,7 @@ pub struct DeliveryRecord {
     pub attempt_log: Vec<AttemptRecord>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Not yet sent, or failed and due again at `next_attempt_at`.
@@ -82,7 +85,9 @@ impl DeliveryState {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One try at sending a delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = DeliveryAttempt)]
 pub struct AttemptRecord {
     pub attempt: i32,
     pub started_at: DateTime<Utc>,

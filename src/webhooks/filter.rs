@@ -67,8 +67,9 @@ pub fn selects(names: &[String], kind: &str) -> bool {
 }
 
 /// The body a webhook receives.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = WebhookFormat)]
 pub enum Format {
     /// The event as the API shows it, plus links.
     #[default]

@@ -12,6 +12,7 @@ mod dashboard;
 mod demo;
 mod embedded;
 mod gates;
+mod openapi;
 mod plans;
 mod releases;
 mod replicas;
