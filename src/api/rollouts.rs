@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{
     ApiError, AppState, Caller,
     error::{Problem, check_no_nul},
-    views::{Page, RolloutView},
+    views::{Linked, Page, RolloutView},
 };
 use crate::{
     domain::{OperatorAction, RolloutState},
@@ -127,7 +127,7 @@ pub struct RolloutItems<T> {
     tag = "rollouts",
     params(("id" = Uuid, Path, description = "The rollout's id")),
     responses(
-        (status = 200, description = "The rollout's events", body = RolloutItems<EventRecord>),
+        (status = 200, description = "The rollout's events", body = RolloutItems<Linked<EventRecord>>),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such rollout", body = Problem, content_type = "application/problem+json"),
     ),
@@ -135,12 +135,12 @@ pub struct RolloutItems<T> {
 pub async fn events(
     State(state): State<AppState>,
     id: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<RolloutItems<EventRecord>>, ApiError> {
+) -> Result<Json<RolloutItems<Linked<EventRecord>>>, ApiError> {
     let Path(id) = id?;
     // A 404 for an unknown rollout, not an empty list.
     state.store.rollout(id).await?;
     Ok(Json(RolloutItems {
-        items: state.store.events(id).await?,
+        items: Linked::all(state.store.events(id).await?, &state.public_url, id),
         links: super::views::links(&state.public_url, id),
     }))
 }
@@ -153,7 +153,7 @@ pub async fn events(
     tag = "rollouts",
     params(("id" = Uuid, Path, description = "The rollout's id")),
     responses(
-        (status = 200, description = "The rollout's gate readings", body = RolloutItems<GateReadingRecord>),
+        (status = 200, description = "The rollout's gate readings", body = RolloutItems<Linked<GateReadingRecord>>),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such rollout", body = Problem, content_type = "application/problem+json"),
     ),
@@ -161,11 +161,11 @@ pub async fn events(
 pub async fn gates(
     State(state): State<AppState>,
     id: Result<Path<Uuid>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<RolloutItems<GateReadingRecord>>, ApiError> {
+) -> Result<Json<RolloutItems<Linked<GateReadingRecord>>>, ApiError> {
     let Path(id) = id?;
     state.store.rollout(id).await?;
     Ok(Json(RolloutItems {
-        items: state.store.gate_readings(id).await?,
+        items: Linked::all(state.store.gate_readings(id).await?, &state.public_url, id),
         links: super::views::links(&state.public_url, id),
     }))
 }

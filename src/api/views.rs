@@ -77,6 +77,28 @@ pub struct Links {
     pub dashboard: String,
 }
 
+/// An item about one rollout (an event, a gate reading) with the rollout's
+/// links, so every item that names a rollout leads to its dashboard page.
+#[derive(Serialize, ToSchema)]
+pub struct Linked<T> {
+    #[serde(flatten)]
+    pub item: T,
+    pub links: Links,
+}
+
+impl<T> Linked<T> {
+    /// Each of `items` with the links of rollout `id`.
+    pub fn all(items: Vec<T>, public_url: &str, id: Uuid) -> Vec<Linked<T>> {
+        items
+            .into_iter()
+            .map(|item| Linked {
+                item,
+                links: links(public_url, id),
+            })
+            .collect()
+    }
+}
+
 impl RolloutView {
     pub fn of(record: &RolloutRecord, public_url: &str) -> Self {
         let m = &record.machine;

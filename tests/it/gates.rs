@@ -122,6 +122,14 @@ async fn a_faulty_release_passes_readiness_then_fails_its_error_rate_gate_and_ro
         bad.iter().all(|v| *v > 0.05 && *v < 0.5),
         "~25% errors: {bad:?}"
     );
+    // Each reading leads to the rollout's dashboard page.
+    let page = format!("/rollouts/{id}");
+    assert!(
+        readings.iter().all(|r| r["links"]["dashboard"]
+            .as_str()
+            .is_some_and(|d| d.ends_with(&page))),
+        "{readings:#?}"
+    );
 }
 
 #[tokio::test]
