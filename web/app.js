@@ -32,7 +32,9 @@ const EVENT_KINDS = ["rollout_created", "rollout_started", "stage_started", "tar
   "stage_healthy", "awaiting_approval", "approved", "paused", "resumed", "action_rejected",
   "rollback_started", "target_restoring", "target_restored", "target_restore_failed",
   "gate_bad_reading", "gate_paused", "pre_check_passed", "pre_check_failed", "rolled_back",
-  "succeeded", "failed", "aborted", "retried", "message"];
+  "succeeded", "failed", "aborted", "retried", "message",
+  // Catalog changes: the fleet page shows a cluster registered or changed.
+  "cluster_registered", "cluster_updated", "application_registered", "application_updated"];
 
 class SignInNeeded extends Error {}
 class Forbidden extends Error {}

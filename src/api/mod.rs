@@ -2,6 +2,7 @@
 
 mod assets;
 mod auth;
+mod catalog;
 mod cursor;
 mod error;
 mod health;
@@ -66,10 +67,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::act))
         .routes(routes!(stream::stream))
         .routes(routes!(auth::whoami))
-        .routes(routes!(views::applications))
-        .routes(routes!(views::clusters))
-        .routes(routes!(views::cluster))
-        .routes(routes!(views::application))
+        .routes(routes!(views::applications, catalog::register_application))
+        .routes(routes!(views::clusters, catalog::register_cluster))
+        .routes(routes!(views::cluster, catalog::update_cluster))
+        .routes(routes!(views::application, catalog::update_application))
         .routes(routes!(plans::list, plans::create))
         .routes(routes!(plans::validate))
         .routes(routes!(plans::get))

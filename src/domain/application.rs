@@ -19,7 +19,7 @@ pub struct Application {
 
 /// An application as written: a config file entry or an API request body.
 /// [`ApplicationSpec::check`] is the one place its rules live.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationSpec {
     /// Lower-case letters, digits and `-`.
@@ -112,7 +112,7 @@ fn is_dns_label(text: &str) -> bool {
 
 /// Template parameters: defaults, overridden by label matches (in order),
 /// overridden by a cluster's own values.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Parameters {
     #[serde(default)]
@@ -123,7 +123,7 @@ pub struct Parameters {
     pub clusters: BTreeMap<String, Map<String, Value>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelParameters {
     pub selector: BTreeMap<String, String>,

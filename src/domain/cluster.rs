@@ -62,13 +62,14 @@ pub struct Cluster {
 
 /// A cluster as written: a config file entry or an API request body.
 /// [`ClusterSpec::check`] is the one place its rules live.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     pub name: ClusterName,
     pub region: String,
     /// An IANA time zone (`Europe/Berlin`); default `UTC`.
     #[serde(default = "utc")]
+    #[schema(value_type = String, example = "Europe/Berlin")]
     pub timezone: chrono_tz::Tz,
     /// What plans select clusters by (`tier: canary`).
     #[serde(default)]

@@ -137,6 +137,16 @@ fn no_body(_: usize) -> Option<Value> {
     None
 }
 
+/// A valid application body for the catalog rows of the matrix.
+fn matrix_app(name: &str) -> Value {
+    json!({
+        "name": name,
+        "namespace": name,
+        "plan": "quick",
+        "templates": ["apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {v: \"{{ version }}\"}\n"],
+    })
+}
+
 #[tokio::test]
 async fn every_role_gets_exactly_the_endpoints_the_role_table_allows_and_no_body_holds_a_token_hash()
  {
@@ -236,6 +246,42 @@ async fn every_role_gets_exactly_the_endpoints_the_role_table_allows_and_no_body
             // The rollout succeeded: there is nothing left to pause.
             allowed: &[409],
             body: |_| Some(json!({"reason": "matrix"})),
+        },
+        Endpoint {
+            name: "POST clusters",
+            method: Method::POST,
+            path: "/api/v1/clusters".into(),
+            needs: "admin",
+            allowed: &[201],
+            body: |n| Some(json!({"name": format!("matrix-{n}"), "region": "matrix"})),
+        },
+        Endpoint {
+            name: "PUT cluster",
+            method: Method::PUT,
+            path: "/api/v1/clusters/use1-canary".into(),
+            needs: "admin",
+            // The same settings as the config file's: nothing changes.
+            allowed: &[200],
+            body: |_| {
+                Some(json!({"region": "us-east", "timezone": "America/New_York",
+                            "labels": {"tier": "canary", "size": "small"}}))
+            },
+        },
+        Endpoint {
+            name: "POST applications",
+            method: Method::POST,
+            path: "/api/v1/applications".into(),
+            needs: "admin",
+            allowed: &[201],
+            body: |n| Some(matrix_app(&format!("matrix-app-{n}"))),
+        },
+        Endpoint {
+            name: "PUT application",
+            method: Method::PUT,
+            path: "/api/v1/applications/no-such-app".into(),
+            needs: "admin",
+            allowed: &[404],
+            body: |_| Some(matrix_app("no-such-app")),
         },
         Endpoint {
             name: "POST tokens",

@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod catalog_api;
 mod cli;
 mod cli_token;
 mod config_refused;

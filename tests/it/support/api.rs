@@ -64,6 +64,17 @@ impl Api {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::PUT, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("API reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .request(reqwest::Method::GET, path)

@@ -3,10 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// The clusters `meridian sim` runs, as config YAML.
-fn clusters_yaml() -> String {
+/// The clusters `meridian sim` runs, as config YAML, but those in `omit`
+/// (which the sim's kubeconfig still has a context for).
+fn clusters_yaml(omit: &[&str]) -> String {
     let mut out = String::from("clusters:\n");
     for (name, region, timezone, labels) in meridian::demo::DEMO_CLUSTERS {
+        if omit.contains(&name) {
+            continue;
+        }
         let labels: Vec<String> = labels
             .split(',')
             .map(|kv| kv.replacen('=', ": ", 1))
@@ -64,10 +68,23 @@ pub fn write_config_with(
     applications: &str,
     extra: &str,
 ) -> PathBuf {
+    write_config_without(dir, kubeconfig, plans, applications, extra, &[])
+}
+
+/// [`write_config_with`] leaving the sim's clusters in `omit` out of the
+/// file, as clusters to register later through the API.
+pub fn write_config_without(
+    dir: &Path,
+    kubeconfig: &Path,
+    plans: &str,
+    applications: &str,
+    extra: &str,
+    omit: &[&str],
+) -> PathBuf {
     let text = format!(
         "kubeconfig: {}\n{extra}{}plans:\n{plans}applications:\n{applications}",
         kubeconfig.display(),
-        clusters_yaml()
+        clusters_yaml(omit)
     );
     let path = dir.join("meridian.yaml");
     std::fs::write(&path, text).expect("write config");
