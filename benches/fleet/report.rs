@@ -1,0 +1,169 @@
+//! The one table the benchmark prints, and the same figures as JSON.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::Args;
+use crate::layout::rollout_time;
+use crate::measure::Reaction;
+use crate::procstat;
+use crate::scenarios::{ApiLatency, Capacity, Light, spread_row};
+
+#[derive(Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub command: String,
+    pub simulated_rollout_ms: f64,
+    pub bake_ms: f64,
+    pub light: Option<Light>,
+    pub reaction: Option<Reaction>,
+    pub capacity: Option<Capacity>,
+    pub api: Vec<ApiLatency>,
+    pub scaleout: Option<Capacity>,
+}
+
+impl Report {
+    pub fn new(args: &Args) -> Report {
+        Report {
+            machine: procstat::machine(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            simulated_rollout_ms: rollout_time().as_secs_f64() * 1000.0,
+            bake_ms: args.bake.as_secs_f64() * 1000.0,
+            light: None,
+            reaction: None,
+            capacity: None,
+            api: Vec::new(),
+            scaleout: None,
+        }
+    }
+
+    pub fn print(&self) {
+        println!("\nMeridian fleet benchmark on {}", self.machine);
+        println!(
+            "simulated roll-out {:.0} ms per cluster, bake {:.0} ms per stage\n",
+            self.simulated_rollout_ms, self.bake_ms
+        );
+        println!("{:<52} {:>9} {:>9} {:>9}", "", "median", "p99", "max");
+        if let Some(light) = &self.light {
+            let t = &light.transitions;
+            println!("-- {} rollouts at once (light load), ms", light.rollouts);
+            println!(
+                "{}",
+                spread_row("stage ready -> next stage's first apply", &t.overhead)
+            );
+            println!("{}", spread_row("rollout created -> first apply", &t.start));
+            println!("{}", spread_row("last stage ready -> succeeded", &t.finish));
+            println!(
+                "{:<52} {:>9.3} {:>9} {:>9.3}",
+                "duration / plan-given minimum", t.duration_ratio_median, "", t.duration_ratio_max
+            );
+        }
+        if let Some(r) = &self.reaction {
+            println!(
+                "-- reaction ({} rolled back, {} other), ms",
+                r.rolled_back, r.other
+            );
+            println!(
+                "{}",
+                spread_row(
+                    "first failing reading -> first rollback apply",
+                    &r.to_first_restore_apply
+                )
+            );
+            println!(
+                "{}",
+                spread_row(
+                    "first failing reading -> all restored (recorded)",
+                    &r.to_all_restored
+                )
+            );
+        }
+        for run in self.capacity.iter().chain(&self.scaleout) {
+            print_capacity(run);
+        }
+        if !self.api.is_empty() {
+            println!("-- API under load (wrk, engine running)");
+            println!(
+                "{:<40} {:>6} {:>10} {:>9} {:>9} {:>8}",
+                "", "conns", "req/s", "p50 ms", "p99 ms", "non-2xx"
+            );
+            for a in &self.api {
+                println!(
+                    "{:<40} {:>6} {:>10.0} {:>9.2} {:>9.2} {:>8}",
+                    a.endpoint, a.connections, a.requests_per_second, a.p50_ms, a.p99_ms, a.non_2xx
+                );
+            }
+        }
+    }
+
+    pub fn write_json(&self) -> anyhow::Result<PathBuf> {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .map(|p| p.join("bench"))
+            .unwrap_or_else(|| PathBuf::from("target/bench"));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("fleet.json");
+        std::fs::write(&path, serde_json::to_string_pretty(self)?)?;
+        Ok(path)
+    }
+}
+
+fn print_capacity(run: &Capacity) {
+    let t = &run.transitions;
+    println!(
+        "-- capacity: {} rollouts, {} clusters, {} regions, {} server(s): {} succeeded, {} not, in {:.1} s",
+        run.rollouts,
+        run.clusters,
+        run.regions,
+        run.servers,
+        t.succeeded,
+        t.not_succeeded,
+        run.wall_seconds
+    );
+    println!(
+        "{}",
+        spread_row("stage ready -> next stage's first apply", &t.overhead)
+    );
+    println!("{}", spread_row("rollout created -> first apply", &t.start));
+    println!(
+        "{:<52} {:>9.3} {:>9} {:>9.3}",
+        "duration / plan-given minimum", t.duration_ratio_median, "", t.duration_ratio_max
+    );
+    println!(
+        "{:<52} {:>9.1}",
+        "stage transitions per second", run.stage_transitions_per_second
+    );
+    println!(
+        "{:<52} {:>9.1}",
+        "events (state changes) per second", run.events_per_second
+    );
+    for (i, cost) in run.per_server.iter().enumerate() {
+        println!(
+            "{:<52} {:>9.0} MB peak RSS, {:.1} CPU s",
+            format!("server {i}"),
+            cost.peak_rss_mb,
+            cost.cpu_seconds
+        );
+    }
+    println!(
+        "{:<52} {:>9.3}",
+        "CPU seconds per rollout", run.cpu_seconds_per_rollout
+    );
+    println!(
+        "{:<52} {:>9.1} ({:.1} per event)",
+        "DB round trips per stage transition",
+        run.db_round_trips_per_stage_transition,
+        run.db_round_trips_per_event
+    );
+    if let Some(once) = &run.driven_once {
+        println!(
+            "{:<52} {} targets, {} applied twice, {} with two applied events; events by worker {:?}",
+            "driven once",
+            once.targets,
+            once.applied_more_than_once,
+            once.applying_events_more_than_once,
+            once.workers
+        );
+    }
+}

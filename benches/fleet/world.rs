@@ -1,0 +1,278 @@
+//! One benchmark world: a fresh database, the simulated fleet (in this
+//! process, over real HTTP), a round-trip counting proxy to PostgreSQL and
+//! one or more `meridian serve` child processes.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use sqlx::{Connection as _, PgConnection};
+
+use crate::dbproxy::DbProxy;
+use crate::layout::{Layout, SIM};
+use meridian::sim::SimFleet;
+
+/// Accepted by every server as an admin token (first-run automation).
+pub const TOKEN: &str = "bench-admin-token";
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub sim: SimFleet,
+    pub layout: Layout,
+    pub servers: Vec<Server>,
+    pub proxy: DbProxy,
+    /// Direct connection for reading results (not through the proxy).
+    pub db: PgConnection,
+    admin_url: String,
+    db_name: String,
+    pub http: reqwest::Client,
+}
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+impl World {
+    /// Starts the fleet of `layout` with `apps` applications and `replicas`
+    /// servers; `configure` may add a gate once the sim's URL is known.
+    pub async fn start(
+        admin_url: &str,
+        mut layout: Layout,
+        apps: usize,
+        replicas: usize,
+        gated: bool,
+    ) -> anyhow::Result<World> {
+        let dir = tempfile::tempdir()?;
+        let db_name = format!(
+            "meridian_bench_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .with_context(|| format!("connect to {admin_url} (set MERIDIAN_BENCH_DATABASE_URL)"))?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&mut admin)
+            .await?;
+        let mut url = url::Url::parse(admin_url)?;
+        url.set_path(&db_name);
+        let db = PgConnection::connect(url.as_str()).await?;
+        let upstream = tokio::net::lookup_host(format!(
+            "{}:{}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(5432)
+        ))
+        .await?
+        .next()
+        .context("PostgreSQL host does not resolve")?;
+        let proxy = DbProxy::start(upstream).await?;
+        let mut proxied = url.clone();
+        proxied.set_host(Some("127.0.0.1"))?;
+        proxied
+            .set_port(Some(proxy.addr.port()))
+            .map_err(|()| anyhow::anyhow!("cannot set the proxy port"))?;
+        // The proxy reads the protocol, so it must stay in plain text.
+        proxied.set_query(Some("sslmode=disable"));
+
+        let sim = SimFleet::start(layout.clusters.clone(), SIM).await?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig)?;
+        if gated {
+            layout.gate_url = Some(sim.control_url());
+        }
+        let config = dir.path().join("meridian.yaml");
+        std::fs::write(&config, layout.config_yaml(&kubeconfig, apps))?;
+
+        let mut servers = Vec::new();
+        for i in 0..replicas {
+            servers.push(start_server(&config, proxied.as_str(), dir.path(), i)?);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let world = World {
+            dir,
+            sim,
+            layout,
+            servers,
+            proxy,
+            db,
+            admin_url: admin_url.to_owned(),
+            db_name,
+            http,
+        };
+        for server in &world.servers {
+            world.wait_ready(server).await?;
+        }
+        Ok(world)
+    }
+
+    async fn wait_ready(&self, server: &Server) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let ready = self
+                .http
+                .get(format!("{}/readyz", server.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+                bail!("meridian serve did not become ready in 60 s:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.servers[0].url
+    }
+
+    /// Creates a release (and its rollout); answers the rollout id.
+    pub async fn release(
+        &self,
+        app: &str,
+        version: &str,
+        image: &str,
+    ) -> anyhow::Result<uuid::Uuid> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/releases", self.url()))
+            .bearer_auth(TOKEN)
+            .json(&json!({"application": app, "version": version, "image": image}))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("POST /releases for {app}: {status} {body}");
+        }
+        body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("no rollout id in {body}"))
+    }
+
+    /// Creates one release per application, `concurrency` requests at a time.
+    pub async fn release_all(
+        &self,
+        apps: &[String],
+        version: &str,
+        image: &str,
+    ) -> anyhow::Result<Vec<uuid::Uuid>> {
+        use futures::StreamExt as _;
+        let results: Vec<anyhow::Result<uuid::Uuid>> = futures::stream::iter(apps)
+            .map(|app| self.release(app, version, image))
+            .buffered(32)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Waits until no rollout is active; shows progress every few seconds.
+    pub async fn wait_all_finished(&mut self, label: &str, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut last_shown = Instant::now();
+        loop {
+            let (active, done): (i64, i64) = sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE finished_at IS NULL), count(*) FILTER (WHERE finished_at IS NOT NULL) FROM rollouts",
+            )
+            .fetch_one(&mut self.db)
+            .await?;
+            if active == 0 {
+                return Ok(());
+            }
+            if last_shown.elapsed() > Duration::from_secs(5) {
+                eprintln!(
+                    "  {label}: {done} finished, {active} active ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+                last_shown = Instant::now();
+            }
+            if started.elapsed() > limit {
+                bail!("{label}: {active} rollouts still active after {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn finish(self) -> anyhow::Result<()> {
+        let World {
+            sim,
+            servers,
+            db,
+            admin_url,
+            db_name,
+            dir,
+            ..
+        } = self;
+        drop(servers);
+        drop(db);
+        sim.shutdown().await;
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await?;
+        drop(dir);
+        Ok(())
+    }
+}
+
+fn start_server(
+    config: &std::path::Path,
+    database_url: &str,
+    dir: &std::path::Path,
+    index: usize,
+) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let log = dir.join(format!("serve-{index}.log"));
+    let file = std::fs::File::create(&log)?;
+    let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", database_url)
+        .env("MERIDIAN_WORKER_ID", format!("bench-{index}"))
+        .env("MERIDIAN_BOOTSTRAP_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .context("start meridian serve")?;
+    Ok(Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        log,
+    })
+}
