@@ -86,6 +86,9 @@ pub struct ClusterStore {
     rates: ErrorRates,
 }
 
+/// How far ahead a status is compared to call it settled.
+const SETTLED_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
 fn key(kind: &'static Kind, namespace: &str, name: &str) -> ObjectKey {
     let namespace = if kind.namespaced { namespace } else { "" };
     (kind.kind, namespace.to_owned(), name.to_owned())
@@ -151,11 +154,23 @@ impl ClusterStore {
         let Some(stored) = self.objects.get(object_key) else {
             return;
         };
+        if stored.settled {
+            return;
+        }
         let status = stored.status_at(now, self.env);
-        if status != stored.status {
+        // Controllers only move forward; a status an hour from now that is
+        // the same as now's will not change until the object is written.
+        let settled = status == stored.status_at(now + SETTLED_AFTER, self.env);
+        let changed = status != stored.status;
+        let rv = if changed {
             self.resource_version += 1;
-            let rv = self.resource_version;
-            if let Some(stored) = self.objects.get_mut(object_key) {
+            Some(self.resource_version)
+        } else {
+            None
+        };
+        if let Some(stored) = self.objects.get_mut(object_key) {
+            stored.settled = settled;
+            if let Some(rv) = rv {
                 stored.status = status;
                 stored.set_resource_version(rv);
             }
@@ -166,9 +181,11 @@ impl ClusterStore {
     fn refresh_all(&mut self, kind: Option<&'static Kind>, now: DateTime<Utc>) {
         let keys: Vec<ObjectKey> = self
             .objects
-            .keys()
-            .filter(|(k, _, _)| kind.is_none_or(|kind| kind.kind == *k))
-            .cloned()
+            .iter()
+            .filter(|((k, _, _), stored)| {
+                !stored.settled && kind.is_none_or(|kind| kind.kind == *k)
+            })
+            .map(|(key, _)| key.clone())
             .collect();
         for object_key in &keys {
             self.refresh(object_key, now);
@@ -321,7 +338,7 @@ impl ClusterStore {
                 meta.insert("generation".into(), json!(generation + 1));
             }
         }
-        stored.object = object;
+        stored.replace_object(object, rv);
         stored.owners = applied.owners;
         stored.manager_times.insert(manager.to_owned(), now);
 
@@ -361,6 +378,7 @@ impl ClusterStore {
                 field_manager: manager.to_owned(),
             });
         }
+        stored.settled = false;
         self.objects.insert(object_key, stored);
         Ok(ApplyResponse { object, created })
     }

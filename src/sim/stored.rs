@@ -28,6 +28,12 @@ pub struct Stored {
     pub status: Option<Value>,
     /// The resourceVersion the object was created at (watch ADDED vs MODIFIED).
     pub created_rv: u64,
+    /// The status will not change again until the object does, so looking
+    /// at it (every watch poll) can be skipped.
+    pub settled: bool,
+    /// `metadata.resourceVersion` as a number: watches compare it for every
+    /// object on every poll, too often to parse it out of the JSON.
+    rv: u64,
 }
 
 impl Stored {
@@ -40,6 +46,8 @@ impl Stored {
             workload: None,
             status: None,
             created_rv,
+            settled: false,
+            rv: created_rv,
         }
     }
 
@@ -51,15 +59,18 @@ impl Stored {
     }
 
     pub fn resource_version(&self) -> u64 {
-        self.object
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .and_then(|rv| rv.parse().ok())
-            .unwrap_or(0)
+        self.rv
     }
 
     pub fn set_resource_version(&mut self, rv: u64) {
+        self.rv = rv;
         metadata_mut(&mut self.object).insert("resourceVersion".into(), json!(rv.to_string()));
+    }
+
+    /// Replaces the object, whose metadata already carries resourceVersion `rv`.
+    pub fn replace_object(&mut self, object: Value, rv: u64) {
+        self.object = object;
+        self.rv = rv;
     }
 
     /// The status the kind's controller would show at `now`.
