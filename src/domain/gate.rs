@@ -276,6 +276,9 @@ pub struct Reading {
     pub verdict: Verdict,
     /// What was asked: the rendered query or URL.
     pub query: String,
+    /// When the answer came in; a reading is stored with this time, not
+    /// the later commit's, so reaction times are measured from it.
+    pub taken_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What gate templates see.

@@ -172,6 +172,7 @@ impl GateContext<'_> {
             threshold: j.threshold,
             verdict: j.verdict.clone(),
             query: j.asked.clone(),
+            taken_at: crate::clock::now(),
         }
     }
 
