@@ -201,9 +201,19 @@ async fn run(
             .iter()
             .map(|c| (c.name.to_string(), c.context.clone()))
             .collect();
-        Fleet::connect(&path, &contexts, FleetOptions::default())
+        let fleet = Fleet::connect(&path, &contexts, FleetOptions::default())
             .await
-            .with_context(|| format!("cannot build cluster clients from {}", path.display()))?
+            .with_context(|| format!("cannot build cluster clients from {}", path.display()))?;
+        let (changes, changed) = tokio::sync::mpsc::channel(crate::engine::wake::CHANNEL_CAPACITY);
+        crate::fleet::spawn_watches(&path, &contexts, changes, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot watch clusters from {}", path.display()))?;
+        tokio::spawn(crate::engine::wake::run(
+            store.clone(),
+            changed,
+            shutdown.clone(),
+        ));
+        fleet
     };
 
     let prometheus = match config.as_ref().and_then(|c| c.prometheus.as_ref()) {

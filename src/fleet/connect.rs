@@ -57,6 +57,21 @@ pub(crate) async fn client_for(
         .map_err(|e| config_error(format!("context {context:?}: {}", chain(&e))))
 }
 
+/// How long a watch may stay silent before its connection counts as dead;
+/// longer than one watch request (`watch::WATCH_SECONDS`).
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A client for long-lived watches: like [`client_for`], but a quiet
+/// stream is not a failed call.
+pub(crate) async fn watch_client_for(
+    kubeconfig: &Kubeconfig,
+    path: &Path,
+    cluster: &str,
+    context: &str,
+) -> Result<Client, FleetError> {
+    client_for(kubeconfig, path, cluster, context, WATCH_READ_TIMEOUT).await
+}
+
 /// Turns off kube's retry layer and bounds every transport phase.
 fn harden(config: &mut Config, timeout: Duration) {
     // kube 5 defaults to a RetryLayer with 15 retries and up to 1000 s of

@@ -17,6 +17,7 @@ mod registry;
 pub mod render;
 mod snapshot;
 pub mod status;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -29,3 +30,4 @@ pub use render::{
 };
 pub use snapshot::{Snapshot, SnapshotObject};
 pub use status::{RolloutProgress, daemonset_progress, deployment_progress, statefulset_progress};
+pub use watch::{WorkloadChanged, spawn_watches};

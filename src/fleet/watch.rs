@@ -1,0 +1,140 @@
+//! Watches the workloads Meridian manages on every cluster, so that a
+//! rollout is looked at the moment its clusters change instead of on the
+//! next poll. A watch is only a hint: whatever it misses (a reconnect, a
+//! cluster registered after start) the engine's polling still catches.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use kube::api::{Api, WatchEvent, WatchParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::connect::{read_kubeconfig, watch_client_for};
+use super::error::FleetError;
+use super::render::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// A managed workload changed: `(cluster, namespace)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WorkloadChanged {
+    pub cluster: String,
+    pub namespace: String,
+}
+
+/// How long one watch request stays open before it is renewed.
+const WATCH_SECONDS: u32 = 240;
+/// Wait before re-opening a watch that failed.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// Starts one watch per cluster and workload kind; changes go to `sink`
+/// until `shutdown`. A cluster whose client cannot be built is logged and
+/// left to polling.
+pub async fn spawn_watches(
+    kubeconfig: &Path,
+    clusters: &[(String, String)],
+    sink: mpsc::Sender<WorkloadChanged>,
+    shutdown: CancellationToken,
+) -> Result<(), FleetError> {
+    let Some((first, _)) = clusters.first() else {
+        return Ok(());
+    };
+    let config = read_kubeconfig(kubeconfig, first)?;
+    for (name, context) in clusters {
+        let client = match watch_client_for(&config, kubeconfig, name, context).await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(cluster = %name, %error, "no watch for this cluster; polling only");
+                continue;
+            }
+        };
+        spawn_kind::<Deployment>(name, &client, &sink, &shutdown);
+        spawn_kind::<StatefulSet>(name, &client, &sink, &shutdown);
+        spawn_kind::<DaemonSet>(name, &client, &sink, &shutdown);
+    }
+    Ok(())
+}
+
+fn spawn_kind<K>(
+    cluster: &str,
+    client: &Client,
+    sink: &mpsc::Sender<WorkloadChanged>,
+    shutdown: &CancellationToken,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let cluster = cluster.to_owned();
+    let sink = sink.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = watch_forever(api, cluster, sink) => {}
+        }
+    });
+}
+
+async fn watch_forever<K>(api: Api<K>, cluster: String, sink: mpsc::Sender<WorkloadChanged>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let params = WatchParams::default()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
+        .timeout(WATCH_SECONDS);
+    // "0": start from any recent state; the ADDED events it replays only
+    // wake rollouts that would be looked at anyway.
+    let mut version = "0".to_owned();
+    loop {
+        let stream = match api.watch(&params, &version).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%cluster, %error, "watch failed; retrying");
+                tokio::time::sleep(RETRY_AFTER).await;
+                continue;
+            }
+        };
+        let mut stream = stream.boxed();
+        loop {
+            match stream.try_next().await {
+                Ok(Some(WatchEvent::Added(object) | WatchEvent::Modified(object))) => {
+                    let meta = object.meta();
+                    if let Some(v) = &meta.resource_version {
+                        version.clone_from(v);
+                    }
+                    let changed = WorkloadChanged {
+                        cluster: cluster.clone(),
+                        namespace: meta.namespace.clone().unwrap_or_default(),
+                    };
+                    if sink.send(changed).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Some(WatchEvent::Deleted(object))) => {
+                    if let Some(v) = &object.meta().resource_version {
+                        version.clone_from(v);
+                    }
+                }
+                Ok(Some(WatchEvent::Bookmark(bookmark))) => {
+                    version = bookmark.metadata.resource_version;
+                }
+                Ok(Some(WatchEvent::Error(status))) => {
+                    // 410 Gone: our version is too old; start over.
+                    if status.code == 410 {
+                        version = "0".to_owned();
+                    }
+                    break;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(%cluster, %error, "watch ended; re-opening");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    break;
+                }
+            }
+        }
+    }
+}
