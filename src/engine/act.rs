@@ -2,6 +2,7 @@
 //! and the answers into machine inputs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::Inner;
 use crate::{
@@ -14,24 +15,24 @@ use crate::{
 pub(super) struct TickContext<'a> {
     inner: &'a Inner,
     record: &'a RolloutRecord,
-    pub(super) application: Application,
-    pub(super) clusters: HashMap<String, Cluster>,
+    pub(super) application: Arc<Application>,
+    pub(super) clusters: Arc<HashMap<String, Cluster>>,
 }
 
 impl<'a> TickContext<'a> {
     pub(super) async fn load(inner: &'a Inner, record: &'a RolloutRecord) -> anyhow::Result<Self> {
-        let application = inner.store.application(&record.release.application).await?;
-        let clusters: HashMap<String, Cluster> = inner
-            .store
-            .clusters()
-            .await?
-            .into_iter()
-            .map(|c| (c.name.to_string(), c))
-            .collect();
+        let application = inner
+            .catalog
+            .application(&inner.store, &record.release.application)
+            .await?;
+        let clusters = inner.catalog.clusters(&inner.store).await?;
         // Clusters registered or changed since start get their client on use.
         inner.fleet.track(
-            clusters
-                .values()
+            record
+                .machine
+                .targets
+                .iter()
+                .filter_map(|t| clusters.get(&t.cluster))
                 .map(|c| (c.name.as_str(), c.context.as_str())),
         );
         Ok(Self {

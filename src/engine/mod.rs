@@ -3,9 +3,11 @@
 //! `NOTIFY` says something changed.
 
 mod act;
+mod catalog;
 mod gates;
 mod health;
 mod tick;
+pub mod wake;
 
 use std::{sync::Arc, time::Duration};
 
@@ -60,6 +62,7 @@ struct Inner {
     /// Prometheus and HTTP clients for gates.
     health: HealthClients,
     heartbeat: EngineHealth,
+    catalog: catalog::CatalogCache,
 }
 
 impl Engine {
@@ -71,6 +74,7 @@ impl Engine {
                 config,
                 health,
                 heartbeat: EngineHealth::default(),
+                catalog: catalog::CatalogCache::default(),
             }),
         }
     }
@@ -93,13 +97,21 @@ impl Engine {
                 .config
                 .max_concurrent_ticks
                 .saturating_sub(ticks.len());
+            let mut saturated = free == 0;
             if free > 0 {
                 match self.claim_and_spawn(free, &mut ticks).await {
-                    Ok(_) => {}
+                    Ok(claimed) => saturated = claimed == free,
                     Err(e) => tracing::warn!(error = %e, "cannot claim due rollouts; retrying"),
                 }
             }
-            let sleep = self.sleep_budget().await;
+            // With every slot busy, a finishing tick is what wakes the loop;
+            // asking the database when the next rollout is due would be a
+            // query per tick for nothing.
+            let sleep = if saturated {
+                inner.config.fallback_poll
+            } else {
+                self.sleep_budget().await
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 notification = listener.recv() => {
@@ -111,7 +123,10 @@ impl Engine {
                     }
                 }
                 _ = tokio::time::sleep(sleep) => {}
-                Some(_) = ticks.join_next(), if !ticks.is_empty() => {}
+                Some(_) = ticks.join_next(), if !ticks.is_empty() => {
+                    // Claim once for every tick that ended meanwhile.
+                    while ticks.try_join_next().is_some() {}
+                }
             }
         }
         while ticks.join_next().await.is_some() {}

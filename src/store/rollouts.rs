@@ -497,11 +497,52 @@ impl Store {
 
     /// The earliest time any unleased rollout is due, for the engine's sleep.
     pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>> {
-        let (at,): (Option<DateTime<Utc>>,) =
-            sqlx::query_as("SELECT min(next_wake_at) FROM rollouts WHERE next_wake_at IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await?;
+        // A rollout leased by a tick in flight is not due before its lease
+        // ends, whatever its wake time says; counting it would spin the
+        // engine's loop for the whole tick.
+        let (at,): (Option<DateTime<Utc>>,) = sqlx::query_as(
+            "SELECT min(CASE WHEN lease_expires_at > now()
+                             THEN greatest(next_wake_at, lease_expires_at)
+                             ELSE next_wake_at END)
+               FROM rollouts WHERE next_wake_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(at)
+    }
+
+    /// Makes due now every running rollout that watches one of the
+    /// `(cluster, namespace)` pairs (a target rolling out, baking or being
+    /// restored there), and wakes the engines if any was. Answers how many.
+    pub async fn wake_watching(&self, changed: &[(String, String)]) -> Result<u64> {
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let (clusters, namespaces): (Vec<&str>, Vec<&str>) = changed
+            .iter()
+            .map(|(c, n)| (c.as_str(), n.as_str()))
+            .unzip();
+        let mut conn = self.pool.acquire().await?;
+        let woken = sqlx::query(
+            "UPDATE rollouts r SET next_wake_at = now()
+               FROM applications a
+              WHERE a.name = r.application
+                AND r.next_wake_at > now()
+                AND EXISTS (SELECT 1 FROM targets t
+                             WHERE t.rollout_id = r.id
+                               AND t.state IN ('progressing', 'rolled_out', 'verifying')
+                               AND (t.cluster, a.namespace) IN
+                                   (SELECT * FROM unnest($1::text[], $2::text[])))",
+        )
+        .bind(&clusters)
+        .bind(&namespaces)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if woken > 0 {
+            notify(&mut conn, WAKE_CHANNEL, "watch").await?;
+        }
+        Ok(woken)
     }
 
     /// Loads a leased rollout and its unprocessed operator actions.
@@ -536,42 +577,36 @@ impl Store {
     /// one transaction, guarded by the lease and the version read. Returns
     /// the new version; `LeaseLost` when the guard failed (nothing written).
     pub async fn commit_tick(&self, lease: &Lease, tick: TickCommit<'_>) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
         let after = tick.after;
-        let release_lease = tick.release_lease;
-        let updated: Option<(i64,)> = sqlx::query_as(
-            "UPDATE rollouts
-                SET state = $4, current_stage = $5, machine = $6, finished_at = $7,
-                    next_wake_at = $8, version = version + 1, updated_at = now(),
-                    lease_owner = CASE WHEN $9 THEN NULL ELSE lease_owner END,
-                    lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END
-              WHERE id = $1 AND version = $10 AND lease_owner = $2 AND lease_token = $3
-             RETURNING version",
-        )
-        .bind(lease.rollout_id)
-        .bind(&lease.worker)
-        .bind(lease.token)
-        .bind(after.state.as_str())
-        .bind(i32::try_from(after.current_stage).unwrap_or(i32::MAX))
-        .bind(to_json(&MachineDoc::of(after))?)
-        .bind(after.finished_at)
-        .bind(tick.next_wake_at)
-        .bind(release_lease)
-        .bind(tick.expected_version)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((version,)) = updated else {
+        let changed: Vec<&Target> = after
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(position, target)| tick.before.get(*position) != Some(*target))
+            .map(|(_, target)| target)
+            .collect();
+        // Most ticks only look and find nothing new: one statement then,
+        // without a transaction around it (BEGIN and COMMIT saved).
+        let row_only = changed.is_empty()
+            && tick.processed_actions.is_empty()
+            && tick.events.is_empty()
+            && tick.readings.is_empty()
+            && !after.state.is_terminal();
+        if row_only {
+            let mut conn = self.pool.acquire().await?;
+            return update_rollout_row(&mut conn, lease, &tick)
+                .await?
+                .ok_or(StoreError::LeaseLost(lease.rollout_id));
+        }
+        let mut tx = self.pool.begin().await?;
+        let updated = update_rollout_row(&mut tx, lease, &tick).await?;
+        let Some(version) = updated else {
             return Err(StoreError::LeaseLost(lease.rollout_id));
         };
         if after.state.is_terminal() {
             start_next_queued(&mut tx, lease.rollout_id).await?;
         }
-        for (position, target) in after.targets.iter().enumerate() {
-            let unchanged = tick.before.get(position) == Some(target);
-            if !unchanged {
-                update_target(&mut tx, lease.rollout_id, target).await?;
-            }
-        }
+        update_targets(&mut tx, lease.rollout_id, &changed).await?;
         if !tick.processed_actions.is_empty() {
             sqlx::query("UPDATE rollout_actions SET processed_at = now() WHERE id = ANY($1)")
                 .bind(tick.processed_actions)
@@ -810,18 +845,74 @@ async fn insert_target(
     Ok(())
 }
 
-async fn update_target(conn: &mut PgConnection, rollout_id: Uuid, t: &Target) -> Result<()> {
+/// The rollout row of a tick, fenced by version and lease; `None` when the
+/// fence refused it.
+async fn update_rollout_row(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    tick: &TickCommit<'_>,
+) -> Result<Option<i64>> {
+    let after = tick.after;
+    let updated: Option<(i64,)> = sqlx::query_as(
+        "UPDATE rollouts
+            SET state = $4, current_stage = $5, machine = $6, finished_at = $7,
+                next_wake_at = $8, version = version + 1, updated_at = now(),
+                lease_owner = CASE WHEN $9 THEN NULL ELSE lease_owner END,
+                lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END
+          WHERE id = $1 AND version = $10 AND lease_owner = $2 AND lease_token = $3
+         RETURNING version",
+    )
+    .bind(lease.rollout_id)
+    .bind(&lease.worker)
+    .bind(lease.token)
+    .bind(after.state.as_str())
+    .bind(i32::try_from(after.current_stage).unwrap_or(i32::MAX))
+    .bind(to_json(&MachineDoc::of(after))?)
+    .bind(after.finished_at)
+    .bind(tick.next_wake_at)
+    .bind(tick.release_lease)
+    .bind(tick.expected_version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(updated.map(|(version,)| version))
+}
+
+/// Writes the changed targets in one statement, however many changed.
+async fn update_targets(
+    conn: &mut PgConnection,
+    rollout_id: Uuid,
+    targets: &[&Target],
+) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let clusters: Vec<&str> = targets.iter().map(|t| t.cluster.as_str()).collect();
+    let states: Vec<&str> = targets.iter().map(|t| t.state.as_str()).collect();
+    let apply_seqs: Vec<Option<i32>> = targets
+        .iter()
+        .map(|t| t.apply_seq.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
+        .collect();
+    let errors: Vec<i32> = targets
+        .iter()
+        .map(|t| i32::try_from(t.errors).unwrap_or(i32::MAX))
+        .collect();
+    let messages: Vec<Option<&str>> = targets.iter().map(|t| t.message.as_deref()).collect();
+    let updated: Vec<Option<DateTime<Utc>>> = targets.iter().map(|t| t.updated_at).collect();
     sqlx::query(
-        "UPDATE targets SET state = $3, apply_seq = $4, errors = $5, message = $6, updated_at = $7
-          WHERE rollout_id = $1 AND cluster = $2",
+        "UPDATE targets t
+            SET state = u.state, apply_seq = u.apply_seq, errors = u.errors,
+                message = u.message, updated_at = u.updated_at
+           FROM unnest($2::text[], $3::text[], $4::int4[], $5::int4[], $6::text[], $7::timestamptz[])
+                AS u(cluster, state, apply_seq, errors, message, updated_at)
+          WHERE t.rollout_id = $1 AND t.cluster = u.cluster",
     )
     .bind(rollout_id)
-    .bind(&t.cluster)
-    .bind(t.state.as_str())
-    .bind(t.apply_seq.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
-    .bind(i32::try_from(t.errors).unwrap_or(i32::MAX))
-    .bind(&t.message)
-    .bind(t.updated_at)
+    .bind(&clusters)
+    .bind(&states)
+    .bind(&apply_seqs)
+    .bind(&errors)
+    .bind(&messages)
+    .bind(&updated)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -869,7 +960,9 @@ async fn insert_events(
     let clusters: Vec<Option<&str>> = events.iter().map(|e| e.cluster.as_deref()).collect();
     let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
-    let (last_id,): (Option<i64>,) = sqlx::query_as(
+    // Live readers learn the newest id from the notification, sent (on
+    // commit) by the same statement that inserts.
+    sqlx::query(
         "WITH inserted AS (
             INSERT INTO events (rollout_id, kind, cluster, actor, message, worker, lease_token)
             SELECT $1, kind, cluster, actor, message, $6, $7
@@ -877,7 +970,7 @@ async fn insert_events(
                    WITH ORDINALITY AS e(kind, cluster, actor, message, n)
              ORDER BY n
             RETURNING id)
-         SELECT max(id) FROM inserted",
+         SELECT pg_notify($8, max(id)::text) FROM inserted",
     )
     .bind(rollout_id)
     .bind(&kinds)
@@ -886,11 +979,9 @@ async fn insert_events(
     .bind(&messages)
     .bind(lease.map(|l| l.worker.as_str()))
     .bind(lease.map(|l| l.token))
-    .fetch_one(&mut *conn)
+    .bind(EVENTS_CHANNEL)
+    .execute(&mut *conn)
     .await?;
-    if let Some(id) = last_id {
-        notify(conn, EVENTS_CHANNEL, &id.to_string()).await?;
-    }
     Ok(())
 }
 
@@ -899,29 +990,50 @@ async fn insert_readings(
     rollout_id: Uuid,
     readings: &[(Option<usize>, Reading)],
 ) -> Result<()> {
-    for (stage, r) in readings {
-        let detail = match &r.verdict {
+    if readings.is_empty() {
+        return Ok(());
+    }
+    let stages: Vec<Option<i32>> = readings
+        .iter()
+        .map(|(stage, _)| stage.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
+        .collect();
+    let column = |f: fn(&Reading) -> Option<f64>| -> Vec<Option<f64>> {
+        readings.iter().map(|(_, r)| f(r)).collect()
+    };
+    let gates: Vec<&str> = readings.iter().map(|(_, r)| r.gate.as_str()).collect();
+    let clusters: Vec<&str> = readings.iter().map(|(_, r)| r.cluster.as_str()).collect();
+    let verdicts: Vec<&str> = readings.iter().map(|(_, r)| r.verdict.as_str()).collect();
+    let details: Vec<Option<&str>> = readings
+        .iter()
+        .map(|(_, r)| match &r.verdict {
             crate::domain::gate::Verdict::Pass => None,
             crate::domain::gate::Verdict::Fail(d)
             | crate::domain::gate::Verdict::Inconclusive(d) => Some(d.as_str()),
-        };
-        sqlx::query(
-            "INSERT INTO gate_readings (rollout_id, stage, gate, cluster, value, baseline, threshold, verdict, detail, query)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(rollout_id)
-        .bind(stage.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
-        .bind(&r.gate)
-        .bind(&r.cluster)
-        .bind(r.value)
-        .bind(r.baseline)
-        .bind(r.threshold)
-        .bind(r.verdict.as_str())
-        .bind(detail)
-        .bind(&r.query)
-        .execute(&mut *conn)
-        .await?;
-    }
+        })
+        .collect();
+    let queries: Vec<&str> = readings.iter().map(|(_, r)| r.query.as_str()).collect();
+    let taken: Vec<DateTime<Utc>> = readings.iter().map(|(_, r)| r.taken_at).collect();
+    sqlx::query(
+        "INSERT INTO gate_readings (rollout_id, stage, gate, cluster, value, baseline, threshold, verdict, detail, query, created_at)
+         SELECT $1, stage, gate, cluster, value, baseline, threshold, verdict, detail, query, taken_at
+           FROM unnest($2::int4[], $3::text[], $4::text[], $5::float8[], $6::float8[],
+                       $7::float8[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
+                WITH ORDINALITY AS r(stage, gate, cluster, value, baseline, threshold, verdict, detail, query, taken_at, n)
+          ORDER BY n",
+    )
+    .bind(rollout_id)
+    .bind(&stages)
+    .bind(&gates)
+    .bind(&clusters)
+    .bind(column(|r| r.value))
+    .bind(column(|r| r.baseline))
+    .bind(column(|r| r.threshold))
+    .bind(&verdicts)
+    .bind(&details)
+    .bind(&queries)
+    .bind(&taken)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

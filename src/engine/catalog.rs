@@ -1,0 +1,67 @@
+//! The catalog (clusters, applications) as the engine reads it: kept for a
+//! moment instead of read on every tick. Catalog changes are rare and a
+//! rollout pins what it needs (release, plan version), so a change showing
+//! up one refresh later costs nothing; reading 100 clusters per tick at a
+//! thousand ticks a second would.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::domain::{Application, Cluster};
+use crate::store::{Store, StoreError};
+
+/// How long a read of the catalog is reused.
+pub const CATALOG_TTL: Duration = Duration::from_secs(1);
+
+/// Clusters by name, shared by the ticks that read them.
+pub type Clusters = Arc<HashMap<String, Cluster>>;
+
+#[derive(Default)]
+pub struct CatalogCache {
+    clusters: Mutex<Option<(Instant, Clusters)>>,
+    applications: Mutex<HashMap<String, (Instant, Arc<Application>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a half-written cache
+    // entry (entries are replaced whole), so a poisoned lock is still good.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl CatalogCache {
+    pub async fn clusters(
+        &self,
+        store: &Store,
+    ) -> Result<Arc<HashMap<String, Cluster>>, StoreError> {
+        if let Some((at, clusters)) = lock(&self.clusters).as_ref()
+            && at.elapsed() < CATALOG_TTL
+        {
+            return Ok(Arc::clone(clusters));
+        }
+        let fresh: HashMap<String, Cluster> = store
+            .clusters()
+            .await?
+            .into_iter()
+            .map(|c| (c.name.to_string(), c))
+            .collect();
+        let fresh = Arc::new(fresh);
+        *lock(&self.clusters) = Some((Instant::now(), Arc::clone(&fresh)));
+        Ok(fresh)
+    }
+
+    pub async fn application(
+        &self,
+        store: &Store,
+        name: &str,
+    ) -> Result<Arc<Application>, StoreError> {
+        if let Some((at, app)) = lock(&self.applications).get(name)
+            && at.elapsed() < CATALOG_TTL
+        {
+            return Ok(Arc::clone(app));
+        }
+        let fresh = Arc::new(store.application(name).await?);
+        lock(&self.applications).insert(name.to_owned(), (Instant::now(), Arc::clone(&fresh)));
+        Ok(fresh)
+    }
+}
