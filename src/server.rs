@@ -201,9 +201,23 @@ async fn run(
             .iter()
             .map(|c| (c.name.to_string(), c.context.clone()))
             .collect();
-        let fleet = Fleet::connect(&path, &contexts, FleetOptions::default())
+        // The config file's own clusters must be reachable through the
+        // kubeconfig: a typo there stops the start. A cluster registered
+        // through the API with a context the file lacks only fails its own
+        // targets, so one bad registration cannot keep the service down.
+        let from_file: Vec<(String, String)> = contexts
+            .iter()
+            .filter(|(name, _)| {
+                config
+                    .as_ref()
+                    .is_some_and(|c| c.clusters.iter().any(|f| f.name.as_str() == name))
+            })
+            .cloned()
+            .collect();
+        let fleet = Fleet::connect(&path, &from_file, FleetOptions::default())
             .await
             .with_context(|| format!("cannot build cluster clients from {}", path.display()))?;
+        fleet.track(contexts.iter().map(|(n, c)| (n.as_str(), c.as_str())));
         let (changes, changed) = tokio::sync::mpsc::channel(crate::engine::wake::CHANNEL_CAPACITY);
         crate::fleet::spawn_watches(&path, &contexts, changes, shutdown.clone())
             .await
