@@ -226,8 +226,8 @@ fn api_latency(args: &Args, world: &World, rollout: Uuid) -> anyhow::Result<Vec<
 /// rollout; versions are unique per thread and request.
 fn post_script(apps: usize) -> String {
     format!(
-        r#"local counter = 0
-local id = 0
+        r#"-- `id` is set per thread by setup(); it must stay a global for that.
+counter = 0
 local threads = 0
 function setup(thread)
   thread:set("id", threads)

@@ -50,6 +50,12 @@ impl CatalogCache {
         Ok(fresh)
     }
 
+    /// Forgets everything; the next read goes to the database.
+    pub fn clear(&self) {
+        *lock(&self.clusters) = None;
+        lock(&self.applications).clear();
+    }
+
     pub async fn application(
         &self,
         store: &Store,

@@ -21,7 +21,7 @@ pub use health::EngineHealth;
 use crate::{
     domain::Tuning,
     fleet::Fleet,
-    store::{Store, WAKE_CHANNEL},
+    store::{CATALOG_CHANNEL, Store, WAKE_CHANNEL},
 };
 
 #[derive(Clone, Debug)]
@@ -88,7 +88,7 @@ impl Engine {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let inner = &self.inner;
         let mut listener = PgListener::connect_with(inner.store.pool()).await?;
-        listener.listen(WAKE_CHANNEL).await?;
+        listener.listen_all([WAKE_CHANNEL, CATALOG_CHANNEL]).await?;
         let mut ticks: JoinSet<()> = JoinSet::new();
         tracing::info!(worker = %inner.config.worker_id, "engine started");
         loop {
@@ -97,6 +97,11 @@ impl Engine {
                 .config
                 .max_concurrent_ticks
                 .saturating_sub(ticks.len());
+            // A catalog change announced before a rollout became due must
+            // be seen by that rollout's tick: read what already arrived.
+            while let Some(notification) = listener.next_buffered() {
+                self.note(&notification);
+            }
             let mut saturated = free == 0;
             if free > 0 {
                 match self.claim_and_spawn(free, &mut ticks).await {
@@ -115,6 +120,9 @@ impl Engine {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 notification = listener.recv() => {
+                    if let Ok(notification) = &notification {
+                        self.note(notification);
+                    }
                     if let Err(e) = notification {
                         // PgListener reconnects on the next recv; anything
                         // missed meanwhile is caught by the fallback poll.
@@ -132,6 +140,12 @@ impl Engine {
         while ticks.join_next().await.is_some() {}
         tracing::info!(worker = %inner.config.worker_id, "engine stopped");
         Ok(())
+    }
+
+    fn note(&self, notification: &sqlx::postgres::PgNotification) {
+        if notification.channel() == CATALOG_CHANNEL {
+            self.inner.catalog.clear();
+        }
     }
 
     /// Claims due rollouts and drives each once; returns how many. Lets

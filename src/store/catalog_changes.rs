@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use sqlx::PgConnection;
 
 use super::{
-    EVENTS_CHANNEL, Result, Store, StoreError,
+    CATALOG_CHANNEL, EVENTS_CHANNEL, Result, Store, StoreError,
     catalog::{application_from_row, cluster_from_row, upsert_application, upsert_cluster},
 };
 use crate::domain::{Application, Cluster, EventKind};
@@ -211,10 +211,12 @@ async fn insert_event(conn: &mut PgConnection, event: &CatalogEvent<'_>) -> Resu
     .bind(event.message)
     .fetch_one(&mut *conn)
     .await?;
-    // Live readers (event stream, webhooks) wake on this, as for rollouts.
-    sqlx::query("SELECT pg_notify($1, $2)")
+    // Live readers (event stream, webhooks) wake on the first, as for
+    // rollouts; engines forget their copy of the catalog on the second.
+    sqlx::query("SELECT pg_notify($1, $2), pg_notify($3, '')")
         .bind(EVENTS_CHANNEL)
         .bind(id.to_string())
+        .bind(CATALOG_CHANNEL)
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -22,6 +22,9 @@ pub use rollouts::{
 pub const WAKE_CHANNEL: &str = "meridian_wake";
 /// The channel that announces new events (payload: the event id).
 pub const EVENTS_CHANNEL: &str = "meridian_events";
+/// The channel that tells engines a cluster or application changed, so
+/// they drop what they kept of the catalog.
+pub const CATALOG_CHANNEL: &str = "meridian_catalog";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
