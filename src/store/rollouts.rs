@@ -108,6 +108,15 @@ pub struct PendingAction {
     pub reason: Option<String>,
 }
 
+/// An unprocessed operator action as `load_for_tick` reads it.
+#[derive(Deserialize)]
+struct ActionRow {
+    id: i64,
+    action: String,
+    actor: String,
+    reason: Option<String>,
+}
+
 /// The rollout-level machine fields kept as one JSON document.
 #[derive(Serialize, Deserialize)]
 struct MachineDoc {
@@ -545,32 +554,55 @@ impl Store {
         Ok(woken)
     }
 
-    /// Loads a leased rollout and its unprocessed operator actions.
+    /// Loads a leased rollout, its targets and its unprocessed operator
+    /// actions in one round trip: every tick starts here.
     pub async fn load_for_tick(
         &self,
         lease: &Lease,
     ) -> Result<(RolloutRecord, Vec<PendingAction>)> {
-        let mut conn = self.pool.acquire().await?;
-        let record = load_rollout(&mut conn, lease.rollout_id).await?;
-        let rows = sqlx::query(
-            "SELECT id, action, actor, reason FROM rollout_actions
-              WHERE rollout_id = $1 AND processed_at IS NULL ORDER BY id",
+        let row = sqlx::query(
+            "SELECT r.id, r.plan_name, r.plan_version, r.state, r.current_stage, r.machine,
+                    r.version, r.created_by, r.created_at, r.updated_at, r.finished_at,
+                    rel.id AS release_id, rel.application, rel.version AS release_version, rel.image,
+                    rel.created_by AS release_created_by, rel.created_at AS release_created_at,
+                    (SELECT coalesce(json_agg(json_build_object(
+                                'cluster', t.cluster, 'region', t.region, 'stage', t.stage,
+                                'state', t.state, 'apply_seq', t.apply_seq, 'errors', t.errors,
+                                'message', t.message, 'updated_at', t.updated_at)
+                            ORDER BY t.position), '[]')
+                       FROM targets t WHERE t.rollout_id = r.id) AS targets,
+                    (SELECT coalesce(json_agg(json_build_object(
+                                'id', a.id, 'action', a.action, 'actor', a.actor, 'reason', a.reason)
+                            ORDER BY a.id), '[]')
+                       FROM rollout_actions a
+                      WHERE a.rollout_id = r.id AND a.processed_at IS NULL) AS actions
+               FROM rollouts r JOIN releases rel ON rel.id = r.release_id WHERE r.id = $1",
         )
         .bind(lease.rollout_id)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut actions = Vec::with_capacity(rows.len());
-        for row in rows {
-            let text: String = row.try_get("action")?;
-            actions.push(PendingAction {
-                id: row.try_get("id")?,
-                action: OperatorAction::parse(&text)
-                    .ok_or_else(|| StoreError::Corrupt(format!("unknown action `{text}`")))?,
-                actor: row.try_get("actor")?,
-                reason: row.try_get("reason")?,
-            });
-        }
-        Ok((record, actions))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("rollout {}", lease.rollout_id)))?;
+        let corrupt = |what: &str, e: serde_json::Error| {
+            StoreError::Corrupt(format!("rollout {} {what}: {e}", lease.rollout_id))
+        };
+        let targets: Vec<Target> =
+            serde_json::from_value(row.try_get("targets")?).map_err(|e| corrupt("targets", e))?;
+        let actions: Vec<ActionRow> =
+            serde_json::from_value(row.try_get("actions")?).map_err(|e| corrupt("actions", e))?;
+        let actions = actions
+            .into_iter()
+            .map(|a| {
+                Ok(PendingAction {
+                    id: a.id,
+                    action: OperatorAction::parse(&a.action).ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown action `{}`", a.action))
+                    })?,
+                    actor: a.actor,
+                    reason: a.reason,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rollout_from_row(&row, targets)?, actions))
     }
 
     /// Writes the machine's new state, its events and processed actions in
@@ -613,8 +645,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert_events(&mut tx, lease.rollout_id, tick.events, Some(lease)).await?;
         insert_readings(&mut tx, lease.rollout_id, tick.readings).await?;
+        // Last before the commit: it takes the lock that orders every
+        // event writer, so the less follows it, the less they wait.
+        insert_events(&mut tx, lease.rollout_id, tick.events, Some(lease)).await?;
         tx.commit().await?;
         Ok(version)
     }
@@ -949,25 +983,24 @@ async fn insert_events(
     if events.is_empty() {
         return Ok(());
     }
-    // Event ids must become visible in id order, or a live reader that has
-    // seen id 11 would never see a slower transaction's id 10. Holding this
-    // lock until commit makes writers of events commit one after another.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(EVENTS_ORDER_LOCK)
-        .execute(&mut *conn)
-        .await?;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let clusters: Vec<Option<&str>> = events.iter().map(|e| e.cluster.as_deref()).collect();
     let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
-    // Live readers learn the newest id from the notification, sent (on
-    // commit) by the same statement that inserts.
+    // Event ids must become visible in id order, or a live reader that has
+    // seen id 11 would never see a slower transaction's id 10. Holding the
+    // lock until commit makes writers of events commit one after another;
+    // it is taken in the inserting statement itself (the sort reads the
+    // locking CTE before any row, so before any id is drawn), and live
+    // readers learn the newest id from the notification sent on commit.
     sqlx::query(
-        "WITH inserted AS (
+        "WITH ordered AS (SELECT pg_advisory_xact_lock($9)),
+              inserted AS (
             INSERT INTO events (rollout_id, kind, cluster, actor, message, worker, lease_token)
             SELECT $1, kind, cluster, actor, message, $6, $7
               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
                    WITH ORDINALITY AS e(kind, cluster, actor, message, n)
+                   CROSS JOIN ordered
              ORDER BY n
             RETURNING id)
          SELECT pg_notify($8, max(id)::text) FROM inserted",
@@ -980,6 +1013,7 @@ async fn insert_events(
     .bind(lease.map(|l| l.worker.as_str()))
     .bind(lease.map(|l| l.token))
     .bind(EVENTS_CHANNEL)
+    .bind(EVENTS_ORDER_LOCK)
     .execute(&mut *conn)
     .await?;
     Ok(())
