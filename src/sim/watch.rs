@@ -20,7 +20,7 @@ use super::selector::Selector;
 use super::store::{Change, Scope};
 
 /// How often an open watch looks for changes.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(100);
 
 /// What one watch request asked for.
 pub struct WatchRequest {
