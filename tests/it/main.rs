@@ -19,4 +19,5 @@ mod releases;
 mod replicas;
 mod rollouts;
 mod stream;
+mod watch_wake;
 mod webhooks;

@@ -1,0 +1,65 @@
+//! The fleet's watches wake the rollouts that look at a changed workload,
+//! and only those: the query behind it, against the rollouts a real server
+//! left in the database.
+
+use chrono::{DateTime, Utc};
+use meridian::store::Store;
+use uuid::Uuid;
+
+use crate::support::{api::target_states, config::app_yaml, world::World};
+
+const BAKING: &str = r#"  - name: baking
+    stages:
+      - {name: canary, clusters: {names: [use1-canary]}, bake: 10m}
+"#;
+
+async fn next_wake(store: &Store, id: Uuid) -> Option<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT next_wake_at FROM rollouts WHERE id = $1")
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .expect("read next_wake_at")
+}
+
+#[tokio::test]
+async fn a_workload_change_wakes_only_the_rollouts_looking_at_that_cluster_and_namespace() {
+    let apps = app_yaml("shop", "baking", 1, 20) + &app_yaml("cart", "baking", 1, 20);
+    let mut w = World::start(BAKING, &apps, "watch").await;
+    let api = &w.server.api;
+    let shop = api
+        .release("shop", "1.0.0", "registry.example/shop:1.0.0")
+        .await;
+    let cart = api
+        .release("cart", "1.0.0", "registry.example/cart:1.0.0")
+        .await;
+    for id in [shop, cart] {
+        api.wait_until(id, "the canary to bake", |r| {
+            target_states(r) == [("use1-canary".to_owned(), "rolled_out".to_owned())]
+        })
+        .await;
+    }
+    // Nothing else may move the wake times from here on.
+    w.server.stop();
+    let store = Store::connect(&w.db.url, 2).await.expect("connect");
+    sqlx::query("UPDATE rollouts SET next_wake_at = now() + interval '1 hour'")
+        .execute(store.pool())
+        .await
+        .expect("push wake times out");
+
+    let woken = store
+        .wake_watching(&[("use1-canary".to_owned(), "shop".to_owned())])
+        .await
+        .expect("wake");
+    assert_eq!(woken, 1, "only shop watches use1-canary/shop");
+    let now = Utc::now();
+    assert!(next_wake(&store, shop).await.is_some_and(|at| at <= now));
+    assert!(next_wake(&store, cart).await.is_some_and(|at| at > now));
+
+    // The same namespace on a cluster no target is on wakes nobody.
+    let woken = store
+        .wake_watching(&[("euw1-a".to_owned(), "cart".to_owned())])
+        .await
+        .expect("wake");
+    assert_eq!(woken, 0);
+    assert!(next_wake(&store, cart).await.is_some_and(|at| at > now));
+}
