@@ -25,6 +25,15 @@ impl ReconcileReport {
     }
 }
 
+/// Serialises every catalog writer: config reconcilers (several replicas
+/// starting at once), plan saves and the API's catalog writes.
+pub(super) async fn lock_catalog(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(72201)")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Brings the catalog in line with a config file, in one transaction:
     /// unchanged entries are not touched, a changed plan becomes a new
@@ -32,9 +41,7 @@ impl Store {
     pub async fn reconcile(&self, config: &Config) -> Result<ReconcileReport> {
         let mut tx = self.pool.begin().await?;
         // Serialise reconcilers (several replicas starting at once).
-        sqlx::query("SELECT pg_advisory_xact_lock(72201)")
-            .execute(&mut *tx)
-            .await?;
+        lock_catalog(&mut tx).await?;
         let mut report = ReconcileReport::default();
         for cluster in &config.clusters {
             if upsert_cluster(&mut tx, cluster).await? {
@@ -144,9 +151,7 @@ impl Store {
     /// latest. Returns (version, whether it is new).
     pub async fn save_plan(&self, spec: &PlanSpec, plan: &Plan) -> Result<(i32, bool)> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(72201)")
-            .execute(&mut *tx)
-            .await?;
+        lock_catalog(&mut tx).await?;
         let saved = match insert_plan_version(&mut tx, spec, plan).await? {
             Some(version) => (version, true),
             None => (latest_plan(&mut tx, &plan.name).await?.0, false),

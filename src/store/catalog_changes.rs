@@ -10,17 +10,13 @@ use std::collections::BTreeSet;
 use sqlx::PgConnection;
 
 use super::{
-    CATALOG_CHANNEL, EVENTS_CHANNEL, Result, Store, StoreError,
-    catalog::{application_from_row, cluster_from_row, upsert_application, upsert_cluster},
+    CATALOG_CHANNEL, Result, Store, StoreError,
+    catalog::{
+        application_from_row, cluster_from_row, lock_catalog, upsert_application, upsert_cluster,
+    },
+    rollouts::{insert_events, notify},
 };
-use crate::domain::{Application, Cluster, EventKind};
-
-/// Serialises catalog writers with `reconcile` and plan saves (the same
-/// advisory lock they take).
-const CATALOG_LOCK: i64 = 72_201;
-/// Event ids must become visible in id order for live readers; this is the
-/// lock `store::rollouts` holds while inserting events (keep them equal).
-const EVENTS_ORDER_LOCK: i64 = 72_202;
+use crate::domain::{Application, Cluster, EventKind, NewEvent};
 
 /// What an update did: the names of the fields that differ (empty when the
 /// request matched what was stored, and nothing was written).
@@ -38,7 +34,7 @@ impl Store {
     /// Adds a cluster; [`StoreError::Conflict`] when the name is taken.
     pub async fn register_cluster(&self, cluster: &Cluster, actor: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        lock(&mut tx, CATALOG_LOCK).await?;
+        lock_catalog(&mut tx).await?;
         if read_cluster(&mut tx, cluster.name.as_str())
             .await?
             .is_some()
@@ -53,11 +49,11 @@ impl Store {
             "cluster `{}` registered in region `{}`",
             cluster.name, cluster.region
         );
-        let event = CatalogEvent {
+        let event = NewEvent {
             kind: EventKind::ClusterRegistered,
-            cluster: Some(cluster.name.as_str()),
-            actor,
-            message: &message,
+            cluster: Some(cluster.name.to_string()),
+            actor: actor.to_owned(),
+            message,
         };
         insert_event(&mut tx, &event).await?;
         tx.commit().await?;
@@ -68,7 +64,7 @@ impl Store {
     /// when there is no such cluster.
     pub async fn update_cluster(&self, cluster: &Cluster, actor: &str) -> Result<ChangedFields> {
         let mut tx = self.pool.begin().await?;
-        lock(&mut tx, CATALOG_LOCK).await?;
+        lock_catalog(&mut tx).await?;
         let old = read_cluster(&mut tx, cluster.name.as_str())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("cluster `{}`", cluster.name)))?;
@@ -86,11 +82,11 @@ impl Store {
         }
         upsert_cluster(&mut tx, cluster).await?;
         let message = format!("cluster `{}` changed: {}", cluster.name, changed.join(", "));
-        let event = CatalogEvent {
+        let event = NewEvent {
             kind: EventKind::ClusterUpdated,
-            cluster: Some(cluster.name.as_str()),
-            actor,
-            message: &message,
+            cluster: Some(cluster.name.to_string()),
+            actor: actor.to_owned(),
+            message,
         };
         insert_event(&mut tx, &event).await?;
         tx.commit().await?;
@@ -100,7 +96,7 @@ impl Store {
     /// Adds an application; [`StoreError::Conflict`] when the name is taken.
     pub async fn register_application(&self, app: &Application, actor: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        lock(&mut tx, CATALOG_LOCK).await?;
+        lock_catalog(&mut tx).await?;
         if read_application(&mut tx, &app.name).await?.is_some() {
             return Err(StoreError::Conflict(format!(
                 "application `{}` already exists; PUT /api/v1/applications/{} changes it",
@@ -112,11 +108,11 @@ impl Store {
             "application `{}` registered (namespace `{}`, plan `{}`)",
             app.name, app.namespace, app.plan
         );
-        let event = CatalogEvent {
+        let event = NewEvent {
             kind: EventKind::ApplicationRegistered,
             cluster: None,
-            actor,
-            message: &message,
+            actor: actor.to_owned(),
+            message,
         };
         insert_event(&mut tx, &event).await?;
         tx.commit().await?;
@@ -133,7 +129,7 @@ impl Store {
         actor: &str,
     ) -> Result<ChangedFields> {
         let mut tx = self.pool.begin().await?;
-        lock(&mut tx, CATALOG_LOCK).await?;
+        lock_catalog(&mut tx).await?;
         let old = read_application(&mut tx, &app.name)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("application `{}`", app.name)))?;
@@ -151,24 +147,16 @@ impl Store {
         }
         upsert_application(&mut tx, app).await?;
         let message = format!("application `{}` changed: {}", app.name, changed.join(", "));
-        let event = CatalogEvent {
+        let event = NewEvent {
             kind: EventKind::ApplicationUpdated,
             cluster: None,
-            actor,
-            message: &message,
+            actor: actor.to_owned(),
+            message,
         };
         insert_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(changed)
     }
-}
-
-async fn lock(conn: &mut PgConnection, key: i64) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 async fn read_cluster(conn: &mut PgConnection, name: &str) -> Result<Option<Cluster>> {
@@ -191,33 +179,9 @@ async fn read_application(conn: &mut PgConnection, name: &str) -> Result<Option<
     row.map(|row| application_from_row(&row)).transpose()
 }
 
-/// An event about the catalog: it belongs to no rollout.
-struct CatalogEvent<'a> {
-    kind: EventKind,
-    cluster: Option<&'a str>,
-    actor: &'a str,
-    message: &'a str,
-}
-
-async fn insert_event(conn: &mut PgConnection, event: &CatalogEvent<'_>) -> Result<()> {
-    lock(conn, EVENTS_ORDER_LOCK).await?;
-    let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO events (rollout_id, kind, cluster, actor, message)
-         VALUES (NULL, $1, $2, $3, $4) RETURNING id",
-    )
-    .bind(event.kind.as_str())
-    .bind(event.cluster)
-    .bind(event.actor)
-    .bind(event.message)
-    .fetch_one(&mut *conn)
-    .await?;
-    // Live readers (event stream, webhooks) wake on the first, as for
-    // rollouts; engines forget their copy of the catalog on the second.
-    sqlx::query("SELECT pg_notify($1, $2), pg_notify($3, '')")
-        .bind(EVENTS_CHANNEL)
-        .bind(id.to_string())
-        .bind(CATALOG_CHANNEL)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+/// Records a catalog change (an event of no rollout) and tells engines to
+/// forget their copy of the catalog.
+async fn insert_event(conn: &mut PgConnection, event: &NewEvent) -> Result<()> {
+    insert_events(conn, None, std::slice::from_ref(event), None).await?;
+    notify(conn, CATALOG_CHANNEL, "").await
 }

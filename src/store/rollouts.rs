@@ -1,5 +1,7 @@
 //! Releases, rollouts and their targets; leases and fenced writes.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row, postgres::PgRow};
@@ -7,7 +9,7 @@ use uuid::Uuid;
 
 use super::{EVENTS_CHANNEL, Result, Store, StoreError, WAKE_CHANNEL, catalog, catalog::to_json};
 use crate::domain::{
-    EventKind, FailurePolicy, NewEvent, OperatorAction, Rollout, RolloutState, Target, TargetState,
+    EventKind, FailurePolicy, NewEvent, OperatorAction, Rollout, RolloutState, Target,
     gate::Reading,
     machine::{GateTrack, StagePolicy},
 };
@@ -147,6 +149,27 @@ impl MachineDoc {
     }
 }
 
+/// The one way a rollout is read: its row, its release and its targets (as
+/// a JSON array, so one round trip loads it), plus `$extra` columns.
+macro_rules! select_rollouts {
+    ($extra:literal) => {
+        concat!(
+            "SELECT r.id, r.plan_name, r.plan_version, r.state, r.current_stage, r.machine,
+                    r.version, r.created_by, r.created_at, r.updated_at, r.finished_at,
+                    rel.id AS release_id, rel.application, rel.version AS release_version, rel.image,
+                    rel.created_by AS release_created_by, rel.created_at AS release_created_at,
+                    (SELECT coalesce(json_agg(json_build_object(
+                                'cluster', t.cluster, 'region', t.region, 'stage', t.stage,
+                                'state', t.state, 'apply_seq', t.apply_seq, 'errors', t.errors,
+                                'message', t.message, 'updated_at', t.updated_at)
+                            ORDER BY t.position), '[]')
+                       FROM targets t WHERE t.rollout_id = r.id) AS targets",
+            $extra,
+            " FROM rollouts r JOIN releases rel ON rel.id = r.release_id"
+        )
+    };
+}
+
 impl Store {
     /// Creates a release and its rollout on the application's current plan
     /// version, in one transaction, and wakes the engines.
@@ -268,7 +291,7 @@ impl Store {
         }
         insert_events(
             &mut tx,
-            rollout_id,
+            Some(rollout_id),
             &[NewEvent {
                 kind: EventKind::RolloutCreated,
                 cluster: None,
@@ -365,12 +388,17 @@ impl Store {
         .bind(filter.limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut conn = self.pool.acquire().await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for (id,) in ids {
-            out.push(load_rollout(&mut conn, id).await?);
-        }
-        Ok(out)
+        let ids: Vec<Uuid> = ids.into_iter().map(|(id,)| id).collect();
+        let mut rows: HashMap<Uuid, RolloutRecord> =
+            sqlx::query(concat!(select_rollouts!(""), " WHERE r.id = ANY($1)"))
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| rollout_from_row(row).map(|r| (r.id, r)))
+                .collect::<Result<_>>()?;
+        // The page's order is the first query's.
+        Ok(ids.iter().filter_map(|id| rows.remove(id)).collect())
     }
 
     /// Releases, newest first, optionally of one application; `after` is
@@ -560,35 +588,24 @@ impl Store {
         &self,
         lease: &Lease,
     ) -> Result<(RolloutRecord, Vec<PendingAction>)> {
-        let row = sqlx::query(
-            "SELECT r.id, r.plan_name, r.plan_version, r.state, r.current_stage, r.machine,
-                    r.version, r.created_by, r.created_at, r.updated_at, r.finished_at,
-                    rel.id AS release_id, rel.application, rel.version AS release_version, rel.image,
-                    rel.created_by AS release_created_by, rel.created_at AS release_created_at,
-                    (SELECT coalesce(json_agg(json_build_object(
-                                'cluster', t.cluster, 'region', t.region, 'stage', t.stage,
-                                'state', t.state, 'apply_seq', t.apply_seq, 'errors', t.errors,
-                                'message', t.message, 'updated_at', t.updated_at)
-                            ORDER BY t.position), '[]')
-                       FROM targets t WHERE t.rollout_id = r.id) AS targets,
-                    (SELECT coalesce(json_agg(json_build_object(
-                                'id', a.id, 'action', a.action, 'actor', a.actor, 'reason', a.reason)
-                            ORDER BY a.id), '[]')
-                       FROM rollout_actions a
-                      WHERE a.rollout_id = r.id AND a.processed_at IS NULL) AS actions
-               FROM rollouts r JOIN releases rel ON rel.id = r.release_id WHERE r.id = $1",
-        )
+        let row = sqlx::query(concat!(
+            select_rollouts!(
+                ", (SELECT coalesce(json_agg(json_build_object(
+                             'id', a.id, 'action', a.action, 'actor', a.actor, 'reason', a.reason)
+                         ORDER BY a.id), '[]')
+                      FROM rollout_actions a
+                     WHERE a.rollout_id = r.id AND a.processed_at IS NULL) AS actions"
+            ),
+            " WHERE r.id = $1"
+        ))
         .bind(lease.rollout_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("rollout {}", lease.rollout_id)))?;
-        let corrupt = |what: &str, e: serde_json::Error| {
-            StoreError::Corrupt(format!("rollout {} {what}: {e}", lease.rollout_id))
-        };
-        let targets: Vec<Target> =
-            serde_json::from_value(row.try_get("targets")?).map_err(|e| corrupt("targets", e))?;
         let actions: Vec<ActionRow> =
-            serde_json::from_value(row.try_get("actions")?).map_err(|e| corrupt("actions", e))?;
+            serde_json::from_value(row.try_get("actions")?).map_err(|e| {
+                StoreError::Corrupt(format!("rollout {} actions: {e}", lease.rollout_id))
+            })?;
         let actions = actions
             .into_iter()
             .map(|a| {
@@ -602,7 +619,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((rollout_from_row(&row, targets)?, actions))
+        Ok((rollout_from_row(&row)?, actions))
     }
 
     /// Writes the machine's new state, its events and processed actions in
@@ -648,7 +665,7 @@ impl Store {
         insert_readings(&mut tx, lease.rollout_id, tick.readings).await?;
         // Last before the commit: it takes the lock that orders every
         // event writer, so the less follows it, the less they wait.
-        insert_events(&mut tx, lease.rollout_id, tick.events, Some(lease)).await?;
+        insert_events(&mut tx, Some(lease.rollout_id), tick.events, Some(lease)).await?;
         tx.commit().await?;
         Ok(version)
     }
@@ -773,32 +790,18 @@ pub struct TickCommit<'a> {
 }
 
 async fn load_rollout(conn: &mut PgConnection, id: Uuid) -> Result<RolloutRecord> {
-    let row = sqlx::query(
-        "SELECT r.id, r.plan_name, r.plan_version, r.state, r.current_stage, r.machine,
-                r.version, r.created_by, r.created_at, r.updated_at, r.finished_at,
-                rel.id AS release_id, rel.application, rel.version AS release_version, rel.image,
-                rel.created_by AS release_created_by, rel.created_at AS release_created_at
-           FROM rollouts r JOIN releases rel ON rel.id = r.release_id WHERE r.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("rollout {id}")))?;
-    let targets = sqlx::query(
-        "SELECT cluster, region, stage, state, apply_seq, errors, message, updated_at
-           FROM targets WHERE rollout_id = $1 ORDER BY position",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(target_from_row)
-    .collect::<Result<Vec<_>>>()?;
-    rollout_from_row(&row, targets)
+    let row = sqlx::query(concat!(select_rollouts!(""), " WHERE r.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("rollout {id}")))?;
+    rollout_from_row(&row)
 }
 
-fn rollout_from_row(row: &PgRow, targets: Vec<Target>) -> Result<RolloutRecord> {
+fn rollout_from_row(row: &PgRow) -> Result<RolloutRecord> {
     let id: Uuid = row.try_get("id")?;
+    let targets: Vec<Target> = serde_json::from_value(row.try_get("targets")?)
+        .map_err(|e| StoreError::Corrupt(format!("rollout {id} targets: {e}")))?;
     let state: String = row.try_get("state")?;
     let doc: serde_json::Value = row.try_get("machine")?;
     let doc: MachineDoc = serde_json::from_value(doc)
@@ -836,25 +839,6 @@ fn rollout_from_row(row: &PgRow, targets: Vec<Target>) -> Result<RolloutRecord> 
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn target_from_row(row: &PgRow) -> Result<Target> {
-    let cluster: String = row.try_get("cluster")?;
-    let state: String = row.try_get("state")?;
-    let stage: i32 = row.try_get("stage")?;
-    let apply_seq: Option<i32> = row.try_get("apply_seq")?;
-    let errors: i32 = row.try_get("errors")?;
-    Ok(Target {
-        state: TargetState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("target {cluster} state `{state}`")))?,
-        region: row.try_get("region")?,
-        stage: usize::try_from(stage).unwrap_or(0),
-        apply_seq: apply_seq.and_then(|s| u32::try_from(s).ok()),
-        errors: u32::try_from(errors).unwrap_or(0),
-        message: row.try_get("message")?,
-        updated_at: row.try_get("updated_at")?,
-        cluster,
     })
 }
 
@@ -974,9 +958,11 @@ async fn start_next_queued(conn: &mut PgConnection, ended: Uuid) -> Result<()> {
 /// Advisory lock key that orders event commits (see `insert_events`).
 const EVENTS_ORDER_LOCK: i64 = 72_202;
 
-async fn insert_events(
+/// Appends events (of one rollout, or of none for catalog changes) in
+/// the order given.
+pub(super) async fn insert_events(
     conn: &mut PgConnection,
-    rollout_id: Uuid,
+    rollout_id: Option<Uuid>,
     events: &[NewEvent],
     lease: Option<&Lease>,
 ) -> Result<()> {
@@ -1071,7 +1057,7 @@ async fn insert_readings(
     Ok(())
 }
 
-async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result<()> {
+pub(super) async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(channel)
         .bind(payload)
