@@ -84,6 +84,9 @@ pub struct ClusterStore {
     apply_calls: u64,
     metrics: AppMetrics,
     rates: ErrorRates,
+    /// The resourceVersion after each write, for watches to wait on
+    /// instead of polling.
+    writes: tokio::sync::watch::Sender<u64>,
 }
 
 /// How far ahead a status is compared to call it settled.
@@ -128,6 +131,7 @@ impl ClusterStore {
             apply_calls: 0,
             metrics: AppMetrics::default(),
             rates: ErrorRates::default(),
+            writes: tokio::sync::watch::Sender::new(0),
         };
         for ns in SYSTEM_NAMESPACES {
             store.resource_version += 1;
@@ -194,6 +198,25 @@ impl ClusterStore {
 
     pub fn resource_version(&self) -> u64 {
         self.resource_version
+    }
+
+    /// Changes whenever an object is written or deleted.
+    pub fn subscribe_writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writes.subscribe()
+    }
+
+    /// The first instant after `now` at which an object of `kind` changes
+    /// its status by itself, so a watch can sleep until then.
+    pub fn next_status_change(
+        &self,
+        kind: &'static Kind,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        self.objects
+            .iter()
+            .filter(|((k, _, _), _)| *k == kind.kind)
+            .filter_map(|(_, stored)| stored.next_status_change(now, self.env))
+            .min()
     }
 
     pub fn get(
@@ -380,6 +403,7 @@ impl ClusterStore {
         }
         stored.settled = false;
         self.objects.insert(object_key, stored);
+        self.writes.send_replace(self.resource_version);
         Ok(ApplyResponse { object, created })
     }
 
@@ -437,6 +461,7 @@ impl ClusterStore {
                 self.tombstones.pop_front();
             }
         }
+        self.writes.send_replace(self.resource_version);
         Ok(api_error::delete_success(kind, name, &uid))
     }
 

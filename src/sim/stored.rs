@@ -83,6 +83,21 @@ impl Stored {
         }
     }
 
+    /// When the status may next change by itself (see
+    /// [`WorkloadSim::next_change_after`]); `None` for settled objects.
+    pub fn next_status_change(
+        &self,
+        now: DateTime<Utc>,
+        env: ControllerEnv,
+    ) -> Option<DateTime<Utc>> {
+        if self.settled {
+            return None;
+        }
+        self.workload
+            .as_ref()
+            .and_then(|w| w.next_change_after(&self.object, now, env))
+    }
+
     /// The object as the API returns it, with managedFields and status.
     pub fn render(&self) -> Value {
         let mut object = self.object.clone();

@@ -1,6 +1,7 @@
 //! WATCH on collections: a stream of `{"type": ..., "object": ...}` lines.
-//! Status changes are computed lazily, so the stream looks for changes on a
-//! short poll instead of being woken by writes; to a client it is the same.
+//! Statuses are computed lazily, so besides waking on every write a watch
+//! sleeps until the next instant a status changes by itself (a pod becoming
+//! ready); to a client it is the same as an API server pushing events.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,8 +10,10 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use futures::stream;
 use serde_json::json;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::api_error::ApiError;
@@ -19,8 +22,9 @@ use super::kinds::Kind;
 use super::selector::Selector;
 use super::store::{Change, Scope};
 
-/// How often an open watch looks for changes.
-const POLL: Duration = Duration::from_millis(100);
+/// The longest an open watch goes without looking, in case a status
+/// changes at an instant the schedule does not foresee.
+const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// What one watch request asked for.
 pub struct WatchRequest {
@@ -39,6 +43,9 @@ struct Cursor {
     request: WatchRequest,
     last: u64,
     deadline: Instant,
+    writes: watch::Receiver<u64>,
+    /// When a status in scope next changes by itself.
+    next_change: Option<DateTime<Utc>>,
 }
 
 impl Cursor {
@@ -50,10 +57,37 @@ impl Cursor {
             labels: &self.request.labels,
             fields: &self.request.fields,
         };
+        // Marked seen before reading, so a write racing this poll wakes the
+        // next wait instead of being lost.
+        self.writes.borrow_and_update();
+        let now = crate::clock::now();
         let mut store = self.cluster.store();
-        let changes = store.changes_since(&scope, self.last, crate::clock::now())?;
+        let changes = store.changes_since(&scope, self.last, now)?;
         self.last = store.resource_version();
+        self.next_change = store.next_status_change(self.request.kind, now);
         Ok(changes)
+    }
+
+    /// Sleeps until a write, the next scheduled status change, the fallback
+    /// poll or the end of the watch, whichever comes first.
+    async fn wait(&mut self) {
+        let mut wake = (Instant::now() + FALLBACK_POLL).min(self.deadline);
+        if let Some(at) = self.next_change {
+            let after = (at - crate::clock::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            // A millisecond late, so the status has surely moved on.
+            wake = wake.min(Instant::now() + after + Duration::from_millis(1));
+        }
+        tokio::select! {
+            changed = self.writes.changed() => {
+                // The cluster is gone; the deadline ends the watch.
+                if changed.is_err() {
+                    tokio::time::sleep_until(wake).await;
+                }
+            }
+            () = tokio::time::sleep_until(wake) => {}
+        }
     }
 }
 
@@ -72,6 +106,9 @@ fn encode(changes: Vec<Change>) -> Bytes {
 
 /// Starts the stream; selector errors are reported before it starts.
 pub fn respond(cluster: Arc<ClusterInner>, request: WatchRequest) -> Result<Response, ApiError> {
+    // Subscribed before the first read: a write in between costs one
+    // extra look, never a missed event.
+    let writes = cluster.store().subscribe_writes();
     let initial = {
         let scope = Scope {
             kind: request.kind,
@@ -103,11 +140,16 @@ pub fn respond(cluster: Arc<ClusterInner>, request: WatchRequest) -> Result<Resp
     };
     let (first, last) = initial;
     let deadline = Instant::now() + request.timeout;
+    let next_change = cluster
+        .store()
+        .next_status_change(request.kind, crate::clock::now());
     let cursor = Cursor {
         cluster,
         request,
         last,
         deadline,
+        writes,
+        next_change,
     };
     let head = stream::iter([Ok::<Bytes, Infallible>(encode(first))]);
     let tail = stream::unfold(cursor, |mut cursor| async move {
@@ -115,7 +157,7 @@ pub fn respond(cluster: Arc<ClusterInner>, request: WatchRequest) -> Result<Resp
             if Instant::now() >= cursor.deadline {
                 return None;
             }
-            tokio::time::sleep(POLL).await;
+            cursor.wait().await;
             match cursor.poll() {
                 Ok(changes) if changes.is_empty() => continue,
                 Ok(changes) => return Some((Ok(encode(changes)), cursor)),

@@ -45,6 +45,13 @@ fn desired(kind: Workload, object: &Value, env: ControllerEnv) -> u32 {
     }
 }
 
+fn progress_deadline_seconds(object: &Value) -> i64 {
+    object
+        .pointer("/spec/progressDeadlineSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS)
+}
+
 fn strategy(kind: Workload) -> Strategy {
     match kind {
         Workload::Deployment => Strategy::Surge,
@@ -110,10 +117,7 @@ impl WorkloadSim {
         now: DateTime<Utc>,
         env: ControllerEnv,
     ) -> Value {
-        let deadline_seconds = object
-            .pointer("/spec/progressDeadlineSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS);
+        let deadline_seconds = progress_deadline_seconds(object);
         let view = self.epoch.at(now, env.timing);
         status::render(&StatusInput {
             workload: self.kind,
@@ -128,6 +132,29 @@ impl WorkloadSim {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
             progress_deadline: TimeDelta::try_seconds(deadline_seconds).unwrap_or(TimeDelta::MAX),
         })
+    }
+
+    /// The first instant after `now` at which the status can change without
+    /// a write: a pod becoming ready, the controller observing the spec, or
+    /// the progress deadline passing. `None` when nothing is left to happen.
+    pub fn next_change_after(
+        &self,
+        object: &Value,
+        now: DateTime<Utc>,
+        env: ControllerEnv,
+    ) -> Option<DateTime<Utc>> {
+        let deadline =
+            TimeDelta::try_seconds(progress_deadline_seconds(object)).unwrap_or(TimeDelta::MAX);
+        let points = self.epoch.change_points(env.timing);
+        // The deadline counts from the last progress, which is one of the
+        // change points; waking at a point where nothing moves is harmless.
+        let deadlines = points.iter().filter_map(|p| p.checked_add_signed(deadline));
+        points
+            .iter()
+            .copied()
+            .chain(deadlines)
+            .filter(|p| *p > now)
+            .min()
     }
 
     /// Accounts this workload's traffic up to `now`.
@@ -220,6 +247,36 @@ mod tests {
         assert!((metrics.get(&old).map_or(0.0, |c| c.requests) - 200.0).abs() < 1e-9);
         // v2: 1 pod for 1s, then 2 pods for 3s.
         assert!((metrics.get(&new).map_or(0.0, |c| c.requests) - 70.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn every_status_change_is_foreseen_by_the_schedule() {
+        let t0 = DateTime::<Utc>::UNIX_EPOCH;
+        let mut object = deployment("app:v1", 1);
+        object["spec"]["progressDeadlineSeconds"] = json!(5);
+        let sim = WorkloadSim::create(Workload::Deployment, &object, t0, env());
+        let status_at =
+            |ms: i64| sim.status("web", &object, t0 + TimeDelta::milliseconds(ms), env());
+        let mut now = t0;
+        let mut wakes = Vec::new();
+        while let Some(next) = sim.next_change_after(&object, now, env()) {
+            wakes.push((next - t0).num_milliseconds());
+            now = next;
+        }
+        // Two pods ready at 1 s and 2 s; the deadline points are harmless.
+        assert_eq!(wakes, vec![1000, 2000, 5000, 6000, 7000]);
+        // Between two foreseen instants the status never moves.
+        let mut previous = status_at(0);
+        for ms in (0..8000).step_by(50) {
+            let status = status_at(ms);
+            if status != previous {
+                assert!(
+                    wakes.iter().any(|w| (*w - 50..=*w).contains(&ms)),
+                    "status changed at {ms} ms, unforeseen"
+                );
+            }
+            previous = status;
+        }
     }
 
     #[test]
