@@ -98,15 +98,20 @@ impl Report {
     }
 
     pub fn write_json(&self) -> anyhow::Result<PathBuf> {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .map(|p| p.join("bench"))
-            .unwrap_or_else(|| PathBuf::from("target/bench"));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("fleet.json");
+        let path = bench_dir()?.join("fleet.json");
         std::fs::write(&path, serde_json::to_string_pretty(self)?)?;
         Ok(path)
     }
+}
+
+/// `target/bench`, where the report and kept logs go.
+pub fn bench_dir() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|p| p.join("bench"))
+        .unwrap_or_else(|| PathBuf::from("target/bench"));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 fn print_capacity(run: &Capacity) {

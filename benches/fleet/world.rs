@@ -232,6 +232,18 @@ impl World {
             dir,
             ..
         } = self;
+        if std::env::var_os("BENCH_SERVE_LOG").is_some() {
+            for server in &servers {
+                let kept = crate::report::bench_dir()?.join(
+                    server
+                        .log
+                        .file_name()
+                        .context("a server log has no file name")?,
+                );
+                std::fs::copy(&server.log, &kept)?;
+                eprintln!("serve log kept: {}", kept.display());
+            }
+        }
         drop(servers);
         drop(db);
         sim.shutdown().await;
@@ -264,7 +276,12 @@ fn start_server(
         .env("DATABASE_URL", database_url)
         .env("MERIDIAN_WORKER_ID", format!("bench-{index}"))
         .env("MERIDIAN_BOOTSTRAP_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
+        // Set BENCH_SERVE_LOG (a RUST_LOG filter) to see inside a run; the
+        // logs are then kept under target/bench/.
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_SERVE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)

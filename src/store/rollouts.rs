@@ -45,6 +45,9 @@ pub struct Lease {
     pub rollout_id: Uuid,
     pub worker: String,
     pub token: i64,
+    /// The rollout's wake-up count when claimed (see `wake_seq` in the
+    /// migrations): a wake-up during the tick makes it due again at once.
+    pub wake_seq: i64,
 }
 
 /// Which rollouts to list.
@@ -502,7 +505,7 @@ impl Store {
 
     /// Claims up to `limit` due rollouts nobody holds, for `lease_secs`.
     pub async fn claim_due(&self, worker: &str, lease_secs: f64, limit: i64) -> Result<Vec<Lease>> {
-        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
             "WITH due AS (
                 SELECT id FROM rollouts
                  WHERE next_wake_at <= now()
@@ -515,7 +518,7 @@ impl Store {
                     lease_expires_at = now() + make_interval(secs => $2),
                     lease_token = r.lease_token + 1
                FROM due WHERE r.id = due.id
-             RETURNING r.id, r.lease_token",
+             RETURNING r.id, r.lease_token, r.wake_seq",
         )
         .bind(worker)
         .bind(lease_secs)
@@ -524,10 +527,11 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(rollout_id, token)| Lease {
+            .map(|(rollout_id, token, wake_seq)| Lease {
                 rollout_id,
                 worker: worker.to_owned(),
                 token,
+                wake_seq,
             })
             .collect())
     }
@@ -550,7 +554,8 @@ impl Store {
 
     /// Makes due now every running rollout that watches one of the
     /// `(cluster, namespace)` pairs (a target rolling out, baking or being
-    /// restored there), and wakes the engines if any was. Answers how many.
+    /// restored there), and wakes the engines if any was. A rollout whose
+    /// tick is in flight ends that tick due again. Answers how many.
     pub async fn wake_watching(&self, changed: &[(String, String)]) -> Result<u64> {
         if changed.is_empty() {
             return Ok(0);
@@ -561,10 +566,10 @@ impl Store {
             .unzip();
         let mut conn = self.pool.acquire().await?;
         let woken = sqlx::query(
-            "UPDATE rollouts r SET next_wake_at = now()
+            "UPDATE rollouts r SET next_wake_at = now(), wake_seq = r.wake_seq + 1
                FROM applications a
               WHERE a.name = r.application
-                AND r.next_wake_at > now()
+                AND (r.next_wake_at > now() OR r.lease_expires_at > now())
                 AND EXISTS (SELECT 1 FROM targets t
                              WHERE t.rollout_id = r.id
                                AND t.state IN ('progressing', 'rolled_out', 'verifying')
@@ -765,10 +770,12 @@ impl Store {
         .bind(reason)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE rollouts SET next_wake_at = now() WHERE id = $1")
-            .bind(rollout_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE rollouts SET next_wake_at = now(), wake_seq = wake_seq + 1 WHERE id = $1",
+        )
+        .bind(rollout_id)
+        .execute(&mut *tx)
+        .await?;
         notify(&mut tx, WAKE_CHANNEL, &rollout_id.to_string()).await?;
         tx.commit().await?;
         Ok(record.machine.state)
@@ -874,7 +881,9 @@ async fn update_rollout_row(
     let updated: Option<(i64,)> = sqlx::query_as(
         "UPDATE rollouts
             SET state = $4, current_stage = $5, machine = $6, finished_at = $7,
-                next_wake_at = $8, version = version + 1, updated_at = now(),
+                next_wake_at = CASE WHEN wake_seq <> $11 AND $7::timestamptz IS NULL
+                                    THEN now() ELSE $8 END,
+                version = version + 1, updated_at = now(),
                 lease_owner = CASE WHEN $9 THEN NULL ELSE lease_owner END,
                 lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END
           WHERE id = $1 AND version = $10 AND lease_owner = $2 AND lease_token = $3
@@ -890,6 +899,7 @@ async fn update_rollout_row(
     .bind(tick.next_wake_at)
     .bind(tick.release_lease)
     .bind(tick.expected_version)
+    .bind(lease.wake_seq)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(updated.map(|(version,)| version))

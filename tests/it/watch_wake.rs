@@ -2,8 +2,8 @@
 //! and only those: the query behind it, against the rollouts a real server
 //! left in the database.
 
-use chrono::{DateTime, Utc};
-use meridian::store::Store;
+use chrono::{DateTime, Timelike as _, Utc};
+use meridian::store::{Store, rollouts::TickCommit};
 use uuid::Uuid;
 
 use crate::support::{api::target_states, config::app_yaml, world::World};
@@ -62,4 +62,71 @@ async fn a_workload_change_wakes_only_the_rollouts_looking_at_that_cluster_and_n
         .expect("wake");
     assert_eq!(woken, 0);
     assert!(next_wake(&store, cart).await.is_some_and(|at| at > now));
+}
+
+#[tokio::test]
+async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_next() {
+    let apps = app_yaml("shop", "baking", 1, 20) + &app_yaml("cart", "baking", 1, 20);
+    let mut w = World::start(BAKING, &apps, "wake-in-tick").await;
+    let api = &w.server.api;
+    let mut ids = Vec::new();
+    for app in ["shop", "cart"] {
+        let id = api
+            .release(app, "1.0.0", &format!("registry.example/{app}:1.0.0"))
+            .await;
+        api.wait_until(id, "the canary to bake", |r| {
+            target_states(r) == [("use1-canary".to_owned(), "rolled_out".to_owned())]
+        })
+        .await;
+        ids.push(id);
+    }
+    w.server.stop();
+    let store = Store::connect(&w.db.url, 2).await.expect("connect");
+    sqlx::query("UPDATE rollouts SET next_wake_at = now()")
+        .execute(store.pool())
+        .await
+        .expect("make both due");
+    let leases = store.claim_due("test", 30.0, 10).await.expect("claim");
+    assert_eq!(leases.len(), 2);
+
+    // While both ticks run, shop's workload changes; cart's does not.
+    let woken = store
+        .wake_watching(&[("use1-canary".to_owned(), "shop".to_owned())])
+        .await
+        .expect("wake");
+    assert_eq!(woken, 1, "a leased rollout is woken too");
+
+    // Whole seconds: PostgreSQL keeps microseconds, not nanoseconds.
+    let later = (Utc::now() + chrono::TimeDelta::hours(1))
+        .with_nanosecond(0)
+        .expect("a valid instant");
+    for lease in &leases {
+        let (record, _) = store.load_for_tick(lease).await.expect("load");
+        store
+            .commit_tick(
+                lease,
+                TickCommit {
+                    expected_version: record.version,
+                    before: &record.machine.targets,
+                    after: &record.machine,
+                    events: &[],
+                    processed_actions: &[],
+                    next_wake_at: Some(later),
+                    release_lease: true,
+                    readings: &[],
+                },
+            )
+            .await
+            .expect("commit");
+    }
+    let now = Utc::now();
+    assert!(
+        next_wake(&store, ids[0]).await.is_some_and(|at| at <= now),
+        "shop was woken during its tick, so it is due again at once"
+    );
+    assert_eq!(
+        next_wake(&store, ids[1]).await,
+        Some(later),
+        "cart keeps the time its tick chose"
+    );
 }
