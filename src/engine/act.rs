@@ -8,8 +8,36 @@ use super::Inner;
 use crate::{
     domain::{Application, Cluster, Effect, Input, Progress, Target, TargetState},
     fleet::{Manifest, RenderContext, RolloutProgress, Snapshot, render},
-    store::{Lease, RolloutRecord},
+    store::RolloutRecord,
 };
+
+/// An Apply or Restore effect made ready for the write-ahead commit.
+pub(super) enum Prepared {
+    Apply {
+        cluster: String,
+        manifests: Vec<Manifest>,
+        /// What the cluster runs now.
+        previous: serde_json::Value,
+    },
+    Restore {
+        cluster: String,
+    },
+    /// Decided without calling the cluster (it already runs the release,
+    /// or the apply cannot even be attempted).
+    Settled(Input),
+}
+
+impl Prepared {
+    /// The record a rollback needs, for the write-ahead commit.
+    pub(super) fn previous(&self) -> Option<(String, serde_json::Value)> {
+        match self {
+            Prepared::Apply {
+                cluster, previous, ..
+            } => Some((cluster.clone(), previous.clone())),
+            Prepared::Restore { .. } | Prepared::Settled(_) => None,
+        }
+    }
+}
 
 /// What a tick needs to talk to clusters about one rollout.
 pub(super) struct TickContext<'a> {
@@ -107,27 +135,31 @@ impl<'a> TickContext<'a> {
         }
     }
 
-    /// Carries out one Apply or Restore effect.
-    pub(super) async fn perform(&self, lease: &Lease, effect: &Effect) -> Input {
-        match effect {
-            Effect::Apply { cluster } => self.apply(lease, cluster).await,
-            Effect::Restore { cluster } => self.restore(cluster).await,
-            Effect::Event(_) => Input::Tick,
-        }
-    }
-
-    async fn apply(&self, lease: &Lease, cluster: &str) -> Input {
-        let failed = |error: String, transient: bool| Input::ApplyFailed {
-            cluster: cluster.to_owned(),
-            error,
-            transient,
+    /// Everything about an Apply or Restore that comes before the
+    /// write-ahead commit: for an apply, the manifests and what the cluster
+    /// runs now (recorded by that commit, so a rollback can put it back).
+    pub(super) async fn prepare(&self, effect: &Effect) -> Prepared {
+        let cluster = match effect {
+            Effect::Apply { cluster } => cluster,
+            Effect::Restore { cluster } => {
+                return Prepared::Restore {
+                    cluster: cluster.clone(),
+                };
+            }
+            Effect::Event(_) => return Prepared::Settled(Input::Tick),
+        };
+        let failed = |error: String, transient: bool| {
+            Prepared::Settled(Input::ApplyFailed {
+                cluster: cluster.to_owned(),
+                error,
+                transient,
+            })
         };
         let manifests = match self.manifests(cluster) {
             Ok(m) => m,
             Err(e) => return failed(format!("cannot render manifests: {e}"), false),
         };
-        let fleet = &self.inner.fleet;
-        let current = match fleet.snapshot(cluster, &manifests).await {
+        let current = match self.inner.fleet.snapshot(cluster, &manifests).await {
             Ok(s) => s,
             Err(e) => return failed(e.to_string(), e.is_transient()),
         };
@@ -135,29 +167,37 @@ impl<'a> TickContext<'a> {
         // already runs this release: do not apply a second time.
         if current.release_id() == Some(self.record.release.id) {
             tracing::info!(rollout = %self.record.id, cluster, "cluster already runs this release; not applying again");
-            return Input::Applied {
+            return Prepared::Settled(Input::Applied {
                 cluster: cluster.to_owned(),
-            };
+            });
         }
-        let recorded = match serde_json::to_value(&current) {
-            Ok(value) => {
-                self.inner
-                    .store
-                    .record_previous(lease, cluster, &value)
-                    .await
-            }
-            Err(e) => return failed(format!("cannot encode the current revision: {e}"), false),
-        };
-        if let Err(e) = recorded {
-            // Without a record of what ran before there is no safe rollback:
-            // do not touch the cluster.
-            return failed(format!("cannot record the current revision: {e}"), true);
-        }
-        match fleet.apply(cluster, &manifests).await {
-            Ok(()) => Input::Applied {
-                cluster: cluster.to_owned(),
+        match serde_json::to_value(&current) {
+            Ok(previous) => Prepared::Apply {
+                cluster: cluster.clone(),
+                manifests,
+                previous,
             },
-            Err(e) => failed(e.to_string(), e.is_transient()),
+            // Without a record of what ran before there is no safe
+            // rollback: do not touch the cluster.
+            Err(e) => failed(format!("cannot encode the current revision: {e}"), false),
+        }
+    }
+
+    /// Calls the cluster, once the write-ahead commit recorded the intent.
+    pub(super) async fn carry_out(&self, prepared: Prepared) -> Input {
+        match prepared {
+            Prepared::Settled(input) => input,
+            Prepared::Restore { cluster } => self.restore(&cluster).await,
+            Prepared::Apply {
+                cluster, manifests, ..
+            } => match self.inner.fleet.apply(&cluster, &manifests).await {
+                Ok(()) => Input::Applied { cluster },
+                Err(e) => Input::ApplyFailed {
+                    cluster,
+                    error: e.to_string(),
+                    transient: e.is_transient(),
+                },
+            },
         }
     }
 

@@ -9,7 +9,7 @@ use super::{Inner, act, gates::GateContext};
 use crate::{
     clock,
     domain::{Effect, Input, NewEvent, Rollout, gate::Reading},
-    store::{Lease, StoreError, rollouts::TickCommit},
+    store::{Lease, StoreError, TickCommit},
 };
 
 /// How many rounds of act-then-decide one tick may take. The machine only
@@ -94,8 +94,13 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
         if calls.is_empty() {
             break;
         }
-        // Write-ahead: the decision to change these clusters is durable
-        // before any of them is touched.
+        let prepared = join_all(calls.iter().map(|call| context.prepare(call))).await;
+        let previous: Vec<(String, serde_json::Value)> = prepared
+            .iter()
+            .filter_map(act::Prepared::previous)
+            .collect();
+        // Write-ahead: the decision to change these clusters, and what they
+        // run now, is durable before any of them is touched.
         version = store
             .commit_tick(
                 lease,
@@ -108,6 +113,7 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
                     next_wake_at: machine.next_wake(clock::now(), tuning),
                     release_lease: false,
                     readings: &readings,
+                    previous: &previous,
                 },
             )
             .await?;
@@ -116,7 +122,7 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
         readings.clear();
         processed_actions = &[];
 
-        let results = join_all(calls.iter().map(|call| context.perform(lease, call))).await;
+        let results = join_all(prepared.into_iter().map(|p| context.carry_out(p))).await;
         let now = clock::now();
         for input in results {
             pending.extend(machine.handle(input, now, tuning));
@@ -140,6 +146,7 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
                 },
                 release_lease: true,
                 readings: &readings,
+                previous: &[],
             },
         )
         .await?;

@@ -7,6 +7,7 @@ pub mod catalog_changes;
 pub mod embedded;
 pub mod events;
 pub mod rollouts;
+mod tick_commit;
 pub mod tokens;
 pub mod webhooks;
 
@@ -16,6 +17,7 @@ pub use rollouts::{
     Created, IdempotencyKey, Lease, NewRelease, OnActive, ReleaseRecord, RolloutFilter,
     RolloutRecord,
 };
+pub use tick_commit::TickCommit;
 
 /// The channel that wakes engines: a rollout became due (new rollout,
 /// operator action). Only a hint; engines also poll on a short fallback.

@@ -10,7 +10,6 @@ use uuid::Uuid;
 use super::{EVENTS_CHANNEL, Result, Store, StoreError, WAKE_CHANNEL, catalog, catalog::to_json};
 use crate::domain::{
     EventKind, FailurePolicy, NewEvent, OperatorAction, Rollout, RolloutState, Target,
-    gate::Reading,
     machine::{GateTrack, StagePolicy},
 };
 
@@ -124,7 +123,7 @@ struct ActionRow {
 
 /// The rollout-level machine fields kept as one JSON document.
 #[derive(Serialize, Deserialize)]
-struct MachineDoc {
+pub(super) struct MachineDoc {
     stages: Vec<StagePolicy>,
     on_failure: FailurePolicy,
     bake_started_at: Option<DateTime<Utc>>,
@@ -138,7 +137,7 @@ struct MachineDoc {
 }
 
 impl MachineDoc {
-    fn of(r: &Rollout) -> Self {
+    pub(super) fn of(r: &Rollout) -> Self {
         Self {
             stages: r.stages.clone(),
             on_failure: r.on_failure,
@@ -289,9 +288,20 @@ impl Store {
         .bind(queued)
         .execute(&mut *tx)
         .await?;
-        for (position, target) in machine.targets.iter().enumerate() {
-            insert_target(&mut tx, rollout_id, position, target).await?;
+        insert_targets(&mut tx, rollout_id, &machine.targets).await?;
+        notify(&mut tx, WAKE_CHANNEL, &rollout_id.to_string()).await?;
+        let body = render(&release, rollout_id, queued);
+        if let Some(key) = idempotency {
+            sqlx::query(
+                "UPDATE idempotency_keys SET response_status = 201, response_body = $2 WHERE key = $1",
+            )
+            .bind(key.key)
+            .bind(&body)
+            .execute(&mut *tx)
+            .await?;
         }
+        // Last: it holds the lock that orders every event writer until the
+        // commit.
         insert_events(
             &mut tx,
             Some(rollout_id),
@@ -307,17 +317,6 @@ impl Store {
             None,
         )
         .await?;
-        notify(&mut tx, WAKE_CHANNEL, &rollout_id.to_string()).await?;
-        let body = render(&release, rollout_id, queued);
-        if let Some(key) = idempotency {
-            sqlx::query(
-                "UPDATE idempotency_keys SET response_status = 201, response_body = $2 WHERE key = $1",
-            )
-            .bind(key.key)
-            .bind(&body)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
         Ok(Created {
             release,
@@ -627,54 +626,6 @@ impl Store {
         Ok((rollout_from_row(&row)?, actions))
     }
 
-    /// Writes the machine's new state, its events and processed actions in
-    /// one transaction, guarded by the lease and the version read. Returns
-    /// the new version; `LeaseLost` when the guard failed (nothing written).
-    pub async fn commit_tick(&self, lease: &Lease, tick: TickCommit<'_>) -> Result<i64> {
-        let after = tick.after;
-        let changed: Vec<&Target> = after
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(position, target)| tick.before.get(*position) != Some(*target))
-            .map(|(_, target)| target)
-            .collect();
-        // Most ticks only look and find nothing new: one statement then,
-        // without a transaction around it (BEGIN and COMMIT saved).
-        let row_only = changed.is_empty()
-            && tick.processed_actions.is_empty()
-            && tick.events.is_empty()
-            && tick.readings.is_empty()
-            && !after.state.is_terminal();
-        if row_only {
-            let mut conn = self.pool.acquire().await?;
-            return update_rollout_row(&mut conn, lease, &tick)
-                .await?
-                .ok_or(StoreError::LeaseLost(lease.rollout_id));
-        }
-        let mut tx = self.pool.begin().await?;
-        let updated = update_rollout_row(&mut tx, lease, &tick).await?;
-        let Some(version) = updated else {
-            return Err(StoreError::LeaseLost(lease.rollout_id));
-        };
-        if after.state.is_terminal() {
-            start_next_queued(&mut tx, lease.rollout_id).await?;
-        }
-        update_targets(&mut tx, lease.rollout_id, &changed).await?;
-        if !tick.processed_actions.is_empty() {
-            sqlx::query("UPDATE rollout_actions SET processed_at = now() WHERE id = ANY($1)")
-                .bind(tick.processed_actions)
-                .execute(&mut *tx)
-                .await?;
-        }
-        insert_readings(&mut tx, lease.rollout_id, tick.readings).await?;
-        // Last before the commit: it takes the lock that orders every
-        // event writer, so the less follows it, the less they wait.
-        insert_events(&mut tx, Some(lease.rollout_id), tick.events, Some(lease)).await?;
-        tx.commit().await?;
-        Ok(version)
-    }
-
     /// Gives a lease back without changing the rollout (a tick that failed
     /// before deciding anything), so another engine may retry at once.
     pub async fn release_lease(&self, lease: &Lease, retry_at: DateTime<Utc>) -> Result<()> {
@@ -689,43 +640,6 @@ impl Store {
         .bind(retry_at)
         .execute(&self.pool)
         .await?;
-        Ok(())
-    }
-
-    /// Records what a cluster ran before its first change, once.
-    pub async fn record_previous(
-        &self,
-        lease: &Lease,
-        cluster: &str,
-        previous: &serde_json::Value,
-    ) -> Result<()> {
-        let result = sqlx::query(
-            "UPDATE targets t SET previous = $3
-               FROM rollouts r
-              WHERE t.rollout_id = $1 AND t.cluster = $2 AND t.previous IS NULL
-                AND r.id = t.rollout_id AND r.lease_owner = $4 AND r.lease_token = $5",
-        )
-        .bind(lease.rollout_id)
-        .bind(cluster)
-        .bind(previous)
-        .bind(&lease.worker)
-        .bind(lease.token)
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            // Either already recorded (fine) or the lease is gone.
-            let held: Option<(i64,)> = sqlx::query_as(
-                "SELECT lease_token FROM rollouts WHERE id = $1 AND lease_owner = $2 AND lease_token = $3",
-            )
-            .bind(lease.rollout_id)
-            .bind(&lease.worker)
-            .bind(lease.token)
-            .fetch_optional(&self.pool)
-            .await?;
-            if held.is_none() {
-                return Err(StoreError::LeaseLost(lease.rollout_id));
-            }
-        }
         Ok(())
     }
 
@@ -782,20 +696,6 @@ impl Store {
     }
 }
 
-/// One tick's outcome, to be written atomically.
-pub struct TickCommit<'a> {
-    pub expected_version: i64,
-    pub before: &'a [Target],
-    pub after: &'a Rollout,
-    pub events: &'a [NewEvent],
-    pub processed_actions: &'a [i64],
-    pub next_wake_at: Option<DateTime<Utc>>,
-    pub release_lease: bool,
-    /// Gate readings taken in this tick, with the stage they judged (None
-    /// for the pre-rollout check).
-    pub readings: &'a [(Option<usize>, Reading)],
-}
-
 async fn load_rollout(conn: &mut PgConnection, id: Uuid) -> Result<RolloutRecord> {
     let row = sqlx::query(concat!(select_rollouts!(""), " WHERE r.id = $1"))
         .bind(id)
@@ -849,124 +749,37 @@ fn rollout_from_row(row: &PgRow) -> Result<RolloutRecord> {
     })
 }
 
-async fn insert_target(
+/// A new rollout's targets, in plan order, in one statement.
+async fn insert_targets(
     conn: &mut PgConnection,
     rollout_id: Uuid,
-    position: usize,
-    t: &Target,
+    targets: &[Target],
 ) -> Result<()> {
+    let clusters: Vec<&str> = targets.iter().map(|t| t.cluster.as_str()).collect();
+    let regions: Vec<&str> = targets.iter().map(|t| t.region.as_str()).collect();
+    let stages: Vec<i32> = targets
+        .iter()
+        .map(|t| i32::try_from(t.stage).unwrap_or(i32::MAX))
+        .collect();
+    let states: Vec<&str> = targets.iter().map(|t| t.state.as_str()).collect();
     sqlx::query(
         "INSERT INTO targets (rollout_id, cluster, region, stage, position, state)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(rollout_id)
-    .bind(&t.cluster)
-    .bind(&t.region)
-    .bind(i32::try_from(t.stage).unwrap_or(i32::MAX))
-    .bind(i32::try_from(position).unwrap_or(i32::MAX))
-    .bind(t.state.as_str())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// The rollout row of a tick, fenced by version and lease; `None` when the
-/// fence refused it.
-async fn update_rollout_row(
-    conn: &mut PgConnection,
-    lease: &Lease,
-    tick: &TickCommit<'_>,
-) -> Result<Option<i64>> {
-    let after = tick.after;
-    let updated: Option<(i64,)> = sqlx::query_as(
-        "UPDATE rollouts
-            SET state = $4, current_stage = $5, machine = $6, finished_at = $7,
-                next_wake_at = CASE WHEN wake_seq <> $11 AND $7::timestamptz IS NULL
-                                    THEN now() ELSE $8 END,
-                version = version + 1, updated_at = now(),
-                lease_owner = CASE WHEN $9 THEN NULL ELSE lease_owner END,
-                lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END
-          WHERE id = $1 AND version = $10 AND lease_owner = $2 AND lease_token = $3
-         RETURNING version",
-    )
-    .bind(lease.rollout_id)
-    .bind(&lease.worker)
-    .bind(lease.token)
-    .bind(after.state.as_str())
-    .bind(i32::try_from(after.current_stage).unwrap_or(i32::MAX))
-    .bind(to_json(&MachineDoc::of(after))?)
-    .bind(after.finished_at)
-    .bind(tick.next_wake_at)
-    .bind(tick.release_lease)
-    .bind(tick.expected_version)
-    .bind(lease.wake_seq)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(updated.map(|(version,)| version))
-}
-
-/// Writes the changed targets in one statement, however many changed.
-async fn update_targets(
-    conn: &mut PgConnection,
-    rollout_id: Uuid,
-    targets: &[&Target],
-) -> Result<()> {
-    if targets.is_empty() {
-        return Ok(());
-    }
-    let clusters: Vec<&str> = targets.iter().map(|t| t.cluster.as_str()).collect();
-    let states: Vec<&str> = targets.iter().map(|t| t.state.as_str()).collect();
-    let apply_seqs: Vec<Option<i32>> = targets
-        .iter()
-        .map(|t| t.apply_seq.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
-        .collect();
-    let errors: Vec<i32> = targets
-        .iter()
-        .map(|t| i32::try_from(t.errors).unwrap_or(i32::MAX))
-        .collect();
-    let messages: Vec<Option<&str>> = targets.iter().map(|t| t.message.as_deref()).collect();
-    let updated: Vec<Option<DateTime<Utc>>> = targets.iter().map(|t| t.updated_at).collect();
-    sqlx::query(
-        "UPDATE targets t
-            SET state = u.state, apply_seq = u.apply_seq, errors = u.errors,
-                message = u.message, updated_at = u.updated_at
-           FROM unnest($2::text[], $3::text[], $4::int4[], $5::int4[], $6::text[], $7::timestamptz[])
-                AS u(cluster, state, apply_seq, errors, message, updated_at)
-          WHERE t.rollout_id = $1 AND t.cluster = u.cluster",
+         SELECT $1, cluster, region, stage, n - 1, state
+           FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[])
+                WITH ORDINALITY AS t(cluster, region, stage, state, n)",
     )
     .bind(rollout_id)
     .bind(&clusters)
+    .bind(&regions)
+    .bind(&stages)
     .bind(&states)
-    .bind(&apply_seqs)
-    .bind(&errors)
-    .bind(&messages)
-    .bind(&updated)
     .execute(&mut *conn)
     .await?;
-    Ok(())
-}
-
-/// When a rollout ends, the oldest rollout queued behind it for the same
-/// application becomes due.
-async fn start_next_queued(conn: &mut PgConnection, ended: Uuid) -> Result<()> {
-    let next: Option<(Uuid,)> = sqlx::query_as(
-        "UPDATE rollouts SET next_wake_at = now()
-          WHERE id = (SELECT q.id FROM rollouts q JOIN rollouts e ON e.application = q.application
-                       WHERE e.id = $1 AND q.state = 'pending' AND q.next_wake_at IS NULL
-                       ORDER BY q.created_at LIMIT 1)
-         RETURNING id",
-    )
-    .bind(ended)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some((id,)) = next {
-        notify(conn, WAKE_CHANNEL, &id.to_string()).await?;
-    }
     Ok(())
 }
 
 /// Advisory lock key that orders event commits (see `insert_events`).
-const EVENTS_ORDER_LOCK: i64 = 72_202;
+pub(super) const EVENTS_ORDER_LOCK: i64 = 72_202;
 
 /// Appends events (of one rollout, or of none for catalog changes) in
 /// the order given.
@@ -1010,58 +823,6 @@ pub(super) async fn insert_events(
     .bind(lease.map(|l| l.token))
     .bind(EVENTS_CHANNEL)
     .bind(EVENTS_ORDER_LOCK)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_readings(
-    conn: &mut PgConnection,
-    rollout_id: Uuid,
-    readings: &[(Option<usize>, Reading)],
-) -> Result<()> {
-    if readings.is_empty() {
-        return Ok(());
-    }
-    let stages: Vec<Option<i32>> = readings
-        .iter()
-        .map(|(stage, _)| stage.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
-        .collect();
-    let column = |f: fn(&Reading) -> Option<f64>| -> Vec<Option<f64>> {
-        readings.iter().map(|(_, r)| f(r)).collect()
-    };
-    let gates: Vec<&str> = readings.iter().map(|(_, r)| r.gate.as_str()).collect();
-    let clusters: Vec<&str> = readings.iter().map(|(_, r)| r.cluster.as_str()).collect();
-    let verdicts: Vec<&str> = readings.iter().map(|(_, r)| r.verdict.as_str()).collect();
-    let details: Vec<Option<&str>> = readings
-        .iter()
-        .map(|(_, r)| match &r.verdict {
-            crate::domain::gate::Verdict::Pass => None,
-            crate::domain::gate::Verdict::Fail(d)
-            | crate::domain::gate::Verdict::Inconclusive(d) => Some(d.as_str()),
-        })
-        .collect();
-    let queries: Vec<&str> = readings.iter().map(|(_, r)| r.query.as_str()).collect();
-    let taken: Vec<DateTime<Utc>> = readings.iter().map(|(_, r)| r.taken_at).collect();
-    sqlx::query(
-        "INSERT INTO gate_readings (rollout_id, stage, gate, cluster, value, baseline, threshold, verdict, detail, query, created_at)
-         SELECT $1, stage, gate, cluster, value, baseline, threshold, verdict, detail, query, taken_at
-           FROM unnest($2::int4[], $3::text[], $4::text[], $5::float8[], $6::float8[],
-                       $7::float8[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
-                WITH ORDINALITY AS r(stage, gate, cluster, value, baseline, threshold, verdict, detail, query, taken_at, n)
-          ORDER BY n",
-    )
-    .bind(rollout_id)
-    .bind(&stages)
-    .bind(&gates)
-    .bind(&clusters)
-    .bind(column(|r| r.value))
-    .bind(column(|r| r.baseline))
-    .bind(column(|r| r.threshold))
-    .bind(&verdicts)
-    .bind(&details)
-    .bind(&queries)
-    .bind(&taken)
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -3,7 +3,7 @@
 //! left in the database.
 
 use chrono::{DateTime, Timelike as _, Utc};
-use meridian::store::{Store, rollouts::TickCommit};
+use meridian::store::{Store, TickCommit};
 use uuid::Uuid;
 
 use crate::support::{api::target_states, config::app_yaml, world::World};
@@ -114,6 +114,7 @@ async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_nex
                     next_wake_at: Some(later),
                     release_lease: true,
                     readings: &[],
+                    previous: &[],
                 },
             )
             .await
