@@ -515,3 +515,43 @@ async fn unsupported_manifests_are_rejected_before_any_request() {
     assert!(matches!(err, FleetError::Rejected { .. }), "{err:?}");
     assert_eq!(env.sim.cluster(CLUSTER).expect("cluster").apply_calls(), 0);
 }
+
+#[tokio::test]
+async fn watches_report_a_workload_once_it_finished_not_at_every_step() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let (changes, mut seen) = tokio::sync::mpsc::channel(64);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    spawn_watches(
+        &env.kubeconfig,
+        &[(CLUSTER.to_owned(), CLUSTER.to_owned())],
+        changes,
+        shutdown.clone(),
+    )
+    .await
+    .expect("watches start");
+    for version in ["1.0.0", "2.0.0"] {
+        let (_, manifests) = release("web", version);
+        fleet.apply(CLUSTER, &manifests).await.expect("applies");
+        // Two replicas: the spec is seen, then one pod, then the other is
+        // ready; only the end is worth waking a rollout for.
+        let change = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("a change within 10 s")
+            .expect("the watch is running");
+        assert_eq!(
+            change,
+            WorkloadChanged {
+                cluster: CLUSTER.to_owned(),
+                namespace: NAMESPACE.to_owned(),
+            }
+        );
+        let progress = fleet
+            .rollout_progress(CLUSTER, &manifests)
+            .await
+            .expect("readable");
+        assert_eq!(progress, RolloutProgress::Complete, "release {version}");
+        while seen.try_recv().is_ok() {}
+    }
+    shutdown.cancel();
+}

@@ -1,13 +1,13 @@
 //! Watches the workloads Meridian manages on every cluster, so that a
-//! rollout is looked at the moment its clusters change instead of on the
-//! next poll. A watch is only a hint: whatever it misses (a reconnect, a
-//! cluster registered after start) the engine's polling still catches.
+//! rollout is looked at the moment a workload finishes or fails instead of
+//! on the next poll. A watch is only a hint: whatever it misses (a
+//! reconnect, a cluster registered after start) the engine's polling still
+//! catches.
 
 use std::path::Path;
 use std::time::Duration;
 
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::api::{Api, WatchEvent, WatchParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 use super::connect::{read_kubeconfig, watch_client_for};
 use super::error::FleetError;
 use super::render::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use super::status::{
+    RolloutProgress, daemonset_progress, deployment_progress, statefulset_progress,
+};
 
 /// A managed workload changed: `(cluster, namespace)`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -51,9 +54,9 @@ pub async fn spawn_watches(
                 continue;
             }
         };
-        spawn_kind::<Deployment>(name, &client, &sink, &shutdown);
-        spawn_kind::<StatefulSet>(name, &client, &sink, &shutdown);
-        spawn_kind::<DaemonSet>(name, &client, &sink, &shutdown);
+        spawn_kind(name, &client, &sink, &shutdown, deployment_progress);
+        spawn_kind(name, &client, &sink, &shutdown, statefulset_progress);
+        spawn_kind(name, &client, &sink, &shutdown, daemonset_progress);
     }
     Ok(())
 }
@@ -63,6 +66,7 @@ fn spawn_kind<K>(
     client: &Client,
     sink: &mpsc::Sender<WorkloadChanged>,
     shutdown: &CancellationToken,
+    progress: fn(&K) -> RolloutProgress,
 ) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
@@ -73,13 +77,17 @@ fn spawn_kind<K>(
     tokio::spawn(async move {
         tokio::select! {
             () = shutdown.cancelled() => {}
-            () = watch_forever(api, cluster, sink) => {}
+            () = watch_forever(api, cluster, sink, progress) => {}
         }
     });
 }
 
-async fn watch_forever<K>(api: Api<K>, cluster: String, sink: mpsc::Sender<WorkloadChanged>)
-where
+async fn watch_forever<K>(
+    api: Api<K>,
+    cluster: String,
+    sink: mpsc::Sender<WorkloadChanged>,
+    progress: fn(&K) -> RolloutProgress,
+) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let params = WatchParams::default()
@@ -104,6 +112,14 @@ where
                     let meta = object.meta();
                     if let Some(v) = &meta.resource_version {
                         version.clone_from(v);
+                    }
+                    // A rollout only decides something when a workload
+                    // finished or failed; waking it for every step in
+                    // between (spec seen, one more pod ready) costs a tick
+                    // that finds nothing to do. Its polling still shows the
+                    // steps.
+                    if matches!(progress(&object), RolloutProgress::Progressing { .. }) {
+                        continue;
                     }
                     let changed = WorkloadChanged {
                         cluster: cluster.clone(),
