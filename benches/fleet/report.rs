@@ -161,6 +161,12 @@ fn print_capacity(run: &Capacity) {
         run.db_round_trips_per_stage_transition,
         run.db_round_trips_per_event
     );
+    for (sql, n) in run.db_round_trips_by_statement.iter().take(8) {
+        println!(
+            "  {:<50} {n:>9.1}",
+            sql.chars().take(50).collect::<String>()
+        );
+    }
     if let Some(once) = &run.driven_once {
         println!(
             "{:<52} {} targets, {} applied twice, {} with two applied events; events by worker {:?}",

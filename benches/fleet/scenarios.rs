@@ -85,6 +85,8 @@ pub struct Capacity {
     pub db_round_trips: u64,
     pub db_round_trips_per_stage_transition: f64,
     pub db_round_trips_per_event: f64,
+    /// Where the round trips went: statement, round trips per transition.
+    pub db_round_trips_by_statement: Vec<(String, f64)>,
     pub driven_once: Option<DrivenOnce>,
 }
 
@@ -107,6 +109,8 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         .map(|s| procstat::cost(s.pid()).map(|c| c.cpu_seconds))
         .collect::<anyhow::Result<_>>()?;
     let trips_before = world.proxy.round_trips();
+    let statements_before: std::collections::HashMap<String, u64> =
+        world.proxy.by_statement().into_iter().collect();
     let started = Instant::now();
     let ids = world
         .release_all(&apps(args.rollouts), "1.0.0", GOOD_IMAGE)
@@ -137,6 +141,17 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
     } else {
         None
     };
+    let per_transition = |n: u64| n as f64 / transitions.stage_transitions.max(1) as f64;
+    let by_statement: Vec<(String, f64)> = world
+        .proxy
+        .by_statement()
+        .into_iter()
+        .map(|(sql, n)| {
+            let before = statements_before.get(&sql).copied().unwrap_or(0);
+            (sql, per_transition(n - before))
+        })
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
     let seconds = wall.as_secs_f64();
     let cpu: f64 = per_server.iter().map(|c| c.cpu_seconds).sum();
     let capacity = Capacity {
@@ -153,6 +168,7 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         db_round_trips_per_stage_transition: trips as f64
             / transitions.stage_transitions.max(1) as f64,
         db_round_trips_per_event: trips as f64 / events.max(1) as f64,
+        db_round_trips_by_statement: by_statement,
         transitions,
         driven_once,
     };

@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use crate::domain::{Application, Cluster};
 use crate::store::{Store, StoreError};
 
-/// How long a read of the catalog is reused.
-pub const CATALOG_TTL: Duration = Duration::from_secs(1);
+/// How long a read of the catalog is reused. Every catalog write also
+/// sends a notification that empties the cache at once, so this only
+/// bounds how stale it gets when a notification is lost (the listener
+/// reconnecting).
+pub const CATALOG_TTL: Duration = Duration::from_secs(10);
 
 /// Clusters by name, shared by the ticks that read them.
 pub type Clusters = Arc<HashMap<String, Cluster>>;

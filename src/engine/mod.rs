@@ -127,6 +127,8 @@ impl Engine {
                         // PgListener reconnects on the next recv; anything
                         // missed meanwhile is caught by the fallback poll.
                         tracing::warn!(error = %e, "wake-up listener lost its connection");
+                        // A catalog change may have gone unannounced.
+                        inner.catalog.clear();
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
