@@ -167,7 +167,7 @@ impl Engine {
         ticks: &mut JoinSet<()>,
     ) -> anyhow::Result<usize> {
         let inner = &self.inner;
-        let leases = inner
+        let claimed = inner
             .store
             .claim_due(
                 &inner.config.worker_id,
@@ -175,14 +175,15 @@ impl Engine {
                 i64::try_from(limit).unwrap_or(i64::MAX),
             )
             .await?;
-        let count = leases.len();
-        for lease in leases {
+        let count = claimed.len();
+        for rollout in claimed {
             let engine = self.clone();
             ticks.spawn(async move {
+                let lease = rollout.lease.clone();
                 // A tick that outlives its lease could race a new owner; the
                 // fencing would refuse its writes, but stop it anyway.
                 let deadline = engine.inner.config.lease.mul_f64(0.8);
-                match tokio::time::timeout(deadline, tick::drive(&engine.inner, &lease)).await {
+                match tokio::time::timeout(deadline, tick::drive(&engine.inner, rollout)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tick::give_back(&engine.inner, &lease, &e).await,
                     Err(_) => {

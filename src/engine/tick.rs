@@ -9,7 +9,7 @@ use super::{Inner, act, gates::GateContext};
 use crate::{
     clock,
     domain::{Effect, Input, NewEvent, Rollout, gate::Reading},
-    store::{Lease, StoreError, TickCommit},
+    store::{ClaimedRollout, Lease, StoreError, TickCommit},
 };
 
 /// How many rounds of act-then-decide one tick may take. The machine only
@@ -17,10 +17,16 @@ use crate::{
 /// bound guards against a future input that decides more.
 const MAX_ACT_ROUNDS: usize = 4;
 
-pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
+pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Result<()> {
     let store = &inner.store;
     let tuning = &inner.config.tuning;
-    let (record, actions) = store.load_for_tick(lease).await?;
+    let ClaimedRollout {
+        lease,
+        record,
+        actions,
+        queued_behind_another,
+    } = claimed;
+    let lease = &lease;
     let context = act::TickContext::load(inner, &record).await?;
     let mut machine: Rollout = record.machine.clone();
     let mut version = record.version;
@@ -51,8 +57,8 @@ pub(super) async fn drive(inner: &Inner, lease: &Lease) -> anyhow::Result<()> {
 
     // A queued rollout waits, whatever woke it, until the application's
     // older rollouts ended; the one ending wakes it.
-    let waiting_in_queue = machine.state == crate::domain::RolloutState::Pending
-        && store.is_queued_behind_another(record.id).await?;
+    let waiting_in_queue =
+        machine.state == crate::domain::RolloutState::Pending && queued_behind_another;
     let mut readings: Vec<(Option<usize>, Reading)> = Vec::new();
     if !waiting_in_queue && (machine.needs_precheck() || !machine.gates_due(now).is_empty()) {
         let plan = store.plan(&record.plan_name, record.plan_version).await?;

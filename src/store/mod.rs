@@ -14,8 +14,8 @@ pub mod webhooks;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
 pub use rollouts::{
-    Created, IdempotencyKey, Lease, NewRelease, OnActive, ReleaseRecord, RolloutFilter,
-    RolloutRecord,
+    ClaimedRollout, Created, IdempotencyKey, Lease, NewRelease, OnActive, ReleaseRecord,
+    RolloutFilter, RolloutRecord,
 };
 pub use tick_commit::TickCommit;
 

@@ -104,6 +104,17 @@ pub struct Created {
     pub replayed: bool,
 }
 
+/// A rollout this engine now holds the lease of, as it was when claimed.
+#[derive(Clone, Debug)]
+pub struct ClaimedRollout {
+    pub lease: Lease,
+    pub record: RolloutRecord,
+    pub actions: Vec<PendingAction>,
+    /// Pending while an older rollout of the same application is still
+    /// active: it must wait its turn.
+    pub queued_behind_another: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingAction {
     pub id: i64,
@@ -112,7 +123,7 @@ pub struct PendingAction {
     pub reason: Option<String>,
 }
 
-/// An unprocessed operator action as `load_for_tick` reads it.
+/// An unprocessed operator action as `claim_due` reads it.
 #[derive(Deserialize)]
 struct ActionRow {
     id: i64,
@@ -467,21 +478,6 @@ impl Store {
         ))
     }
 
-    /// Whether an older rollout of the same application is still active, so
-    /// this one must wait its turn.
-    pub async fn is_queued_behind_another(&self, rollout_id: Uuid) -> Result<bool> {
-        let (queued,): (bool,) = sqlx::query_as(
-            "SELECT EXISTS (
-                SELECT 1 FROM rollouts e JOIN rollouts q ON q.application = e.application
-                 WHERE q.id = $1 AND e.id <> q.id AND e.created_at < q.created_at
-                   AND e.state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted'))",
-        )
-        .bind(rollout_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(queued)
-    }
-
     /// The version each cluster ran when a rollout of `application` last
     /// succeeded there: what "the previous release" is for gates.
     pub async fn running_versions(
@@ -502,37 +498,74 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
-    /// Claims up to `limit` due rollouts nobody holds, for `lease_secs`.
-    pub async fn claim_due(&self, worker: &str, lease_secs: f64, limit: i64) -> Result<Vec<Lease>> {
-        let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+    /// Claims up to `limit` due rollouts nobody holds, for `lease_secs`,
+    /// and loads each with its targets and unprocessed operator actions:
+    /// every tick starts from one of these, one round trip for them all.
+    pub async fn claim_due(
+        &self,
+        worker: &str,
+        lease_secs: f64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedRollout>> {
+        // The rollout is read from the statement's snapshot, the lease from
+        // the claim. If the row changed between the two (another engine
+        // committed in that instant), the version read is stale and the
+        // tick's fenced commit is refused: nothing is written twice.
+        let rows = sqlx::query(concat!(
             "WITH due AS (
                 SELECT id FROM rollouts
                  WHERE next_wake_at <= now()
                    AND (lease_expires_at IS NULL OR lease_expires_at < now())
                  ORDER BY next_wake_at
                  LIMIT $3
-                 FOR UPDATE SKIP LOCKED)
-             UPDATE rollouts r
-                SET lease_owner = $1,
-                    lease_expires_at = now() + make_interval(secs => $2),
-                    lease_token = r.lease_token + 1
-               FROM due WHERE r.id = due.id
-             RETURNING r.id, r.lease_token, r.wake_seq",
-        )
+                 FOR UPDATE SKIP LOCKED),
+             claimed AS (
+                UPDATE rollouts r
+                   SET lease_owner = $1,
+                       lease_expires_at = now() + make_interval(secs => $2),
+                       lease_token = r.lease_token + 1
+                  FROM due WHERE r.id = due.id
+                RETURNING r.id AS claimed_id, r.lease_token AS claimed_token,
+                          r.wake_seq AS claimed_wake_seq) ",
+            select_rollouts!(
+                ", c.claimed_token, c.claimed_wake_seq,
+                   (SELECT coalesce(json_agg(json_build_object(
+                             'id', a.id, 'action', a.action, 'actor', a.actor, 'reason', a.reason)
+                         ORDER BY a.id), '[]')
+                      FROM rollout_actions a
+                     WHERE a.rollout_id = r.id AND a.processed_at IS NULL) AS actions,
+                   r.state = 'pending' AND EXISTS (
+                       SELECT 1 FROM rollouts e
+                        WHERE e.application = r.application AND e.id <> r.id
+                          AND e.created_at < r.created_at
+                          AND e.state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted'))
+                     AS queued_behind"
+            ),
+            " JOIN claimed c ON c.claimed_id = r.id"
+        ))
         .bind(worker)
         .bind(lease_secs)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(rollout_id, token, wake_seq)| Lease {
-                rollout_id,
-                worker: worker.to_owned(),
-                token,
-                wake_seq,
+        rows.iter()
+            .map(|row| {
+                let record = rollout_from_row(row)?;
+                let lease = Lease {
+                    rollout_id: record.id,
+                    worker: worker.to_owned(),
+                    token: row.try_get("claimed_token")?,
+                    wake_seq: row.try_get("claimed_wake_seq")?,
+                };
+                let actions = pending_actions(record.id, row.try_get("actions")?)?;
+                Ok(ClaimedRollout {
+                    lease,
+                    record,
+                    actions,
+                    queued_behind_another: row.try_get("queued_behind")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The earliest time any unleased rollout is due, for the engine's sleep.
@@ -584,46 +617,6 @@ impl Store {
             notify(&mut conn, WAKE_CHANNEL, "watch").await?;
         }
         Ok(woken)
-    }
-
-    /// Loads a leased rollout, its targets and its unprocessed operator
-    /// actions in one round trip: every tick starts here.
-    pub async fn load_for_tick(
-        &self,
-        lease: &Lease,
-    ) -> Result<(RolloutRecord, Vec<PendingAction>)> {
-        let row = sqlx::query(concat!(
-            select_rollouts!(
-                ", (SELECT coalesce(json_agg(json_build_object(
-                             'id', a.id, 'action', a.action, 'actor', a.actor, 'reason', a.reason)
-                         ORDER BY a.id), '[]')
-                      FROM rollout_actions a
-                     WHERE a.rollout_id = r.id AND a.processed_at IS NULL) AS actions"
-            ),
-            " WHERE r.id = $1"
-        ))
-        .bind(lease.rollout_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("rollout {}", lease.rollout_id)))?;
-        let actions: Vec<ActionRow> =
-            serde_json::from_value(row.try_get("actions")?).map_err(|e| {
-                StoreError::Corrupt(format!("rollout {} actions: {e}", lease.rollout_id))
-            })?;
-        let actions = actions
-            .into_iter()
-            .map(|a| {
-                Ok(PendingAction {
-                    id: a.id,
-                    action: OperatorAction::parse(&a.action).ok_or_else(|| {
-                        StoreError::Corrupt(format!("unknown action `{}`", a.action))
-                    })?,
-                    actor: a.actor,
-                    reason: a.reason,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((rollout_from_row(&row)?, actions))
     }
 
     /// Gives a lease back without changing the rollout (a tick that failed
@@ -694,6 +687,25 @@ impl Store {
         tx.commit().await?;
         Ok(record.machine.state)
     }
+}
+
+/// The unprocessed operator actions of a rollout, as `claim_due` reads
+/// them (a JSON array).
+fn pending_actions(rollout_id: Uuid, json: serde_json::Value) -> Result<Vec<PendingAction>> {
+    let actions: Vec<ActionRow> = serde_json::from_value(json)
+        .map_err(|e| StoreError::Corrupt(format!("rollout {rollout_id} actions: {e}")))?;
+    actions
+        .into_iter()
+        .map(|a| {
+            Ok(PendingAction {
+                id: a.id,
+                action: OperatorAction::parse(&a.action)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown action `{}`", a.action)))?,
+                actor: a.actor,
+                reason: a.reason,
+            })
+        })
+        .collect()
 }
 
 async fn load_rollout(conn: &mut PgConnection, id: Uuid) -> Result<RolloutRecord> {

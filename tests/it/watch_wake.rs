@@ -3,7 +3,7 @@
 //! left in the database.
 
 use chrono::{DateTime, Timelike as _, Utc};
-use meridian::store::{Store, TickCommit};
+use meridian::store::{ClaimedRollout, Store, TickCommit};
 use uuid::Uuid;
 
 use crate::support::{api::target_states, config::app_yaml, world::World};
@@ -86,8 +86,8 @@ async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_nex
         .execute(store.pool())
         .await
         .expect("make both due");
-    let leases = store.claim_due("test", 30.0, 10).await.expect("claim");
-    assert_eq!(leases.len(), 2);
+    let claimed = store.claim_due("test", 30.0, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
 
     // While both ticks run, shop's workload changes; cart's does not.
     let woken = store
@@ -100,8 +100,7 @@ async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_nex
     let later = (Utc::now() + chrono::TimeDelta::hours(1))
         .with_nanosecond(0)
         .expect("a valid instant");
-    for lease in &leases {
-        let (record, _) = store.load_for_tick(lease).await.expect("load");
+    for ClaimedRollout { lease, record, .. } in &claimed {
         store
             .commit_tick(
                 lease,
