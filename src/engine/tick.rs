@@ -3,13 +3,14 @@
 //! outcome. The decision is written before any cluster is changed, so a
 //! crash between the two repeats the intent, never loses it.
 
+use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
 use super::{Inner, act, gates::GateContext};
 use crate::{
     clock,
-    domain::{Effect, Input, NewEvent, Rollout, gate::Reading},
-    store::{ClaimedRollout, Lease, StoreError, TickCommit},
+    domain::{Effect, Input, NewEvent, Rollout, Target, gate::Reading},
+    store::{ClaimedRollout, Lease, Store, StoreError, TickCommit},
 };
 
 /// How many rounds of act-then-decide one tick may take. The machine only
@@ -29,9 +30,13 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
     let lease = &lease;
     let context = act::TickContext::load(inner, &record).await?;
     let mut machine: Rollout = record.machine.clone();
-    let mut version = record.version;
-    let mut before = machine.targets.clone();
-    let mut events: Vec<NewEvent> = Vec::new();
+    let mut unwritten = Unwritten {
+        version: record.version,
+        before: machine.targets.clone(),
+        events: Vec::new(),
+        readings: Vec::new(),
+        processed_actions: actions.iter().map(|a| a.id).collect(),
+    };
     let mut pending: Vec<Effect> = Vec::new();
 
     let now = clock::now();
@@ -46,7 +51,6 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
             tuning,
         ));
     }
-    let processed: Vec<i64> = actions.iter().map(|a| a.id).collect();
 
     let to_observe: Vec<_> = machine.targets_to_observe().into_iter().cloned().collect();
     let observations = join_all(to_observe.iter().map(|t| context.observe(t))).await;
@@ -59,7 +63,6 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
     // older rollouts ended; the one ending wakes it.
     let waiting_in_queue =
         machine.state == crate::domain::RolloutState::Pending && queued_behind_another;
-    let mut readings: Vec<(Option<usize>, Reading)> = Vec::new();
     if !waiting_in_queue && (machine.needs_precheck() || !machine.gates_due(now).is_empty()) {
         let plan = store.plan(&record.plan_name, record.plan_version).await?;
         let gates = GateContext::load(
@@ -73,13 +76,17 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
         .await?;
         if machine.needs_precheck() {
             let (problems, found) = gates.precheck(&machine).await;
-            readings.extend(found.into_iter().map(|r| (None, r)));
+            unwritten
+                .readings
+                .extend(found.into_iter().map(|r| (None, r)));
             pending.extend(machine.handle(Input::PreChecked { problems }, clock::now(), tuning));
         }
         for gate in machine.gates_due(clock::now()) {
             let stage = machine.current_stage;
             let (input, found) = gates.evaluate(&machine, &gate).await;
-            readings.extend(found.into_iter().map(|r| (Some(stage), r)));
+            unwritten
+                .readings
+                .extend(found.into_iter().map(|r| (Some(stage), r)));
             pending.extend(machine.handle(input, clock::now(), tuning));
         }
     }
@@ -88,15 +95,16 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
         pending.extend(machine.handle(Input::Tick, now, tuning));
     }
 
-    let mut processed_actions: &[i64] = &processed;
     for _round in 0..MAX_ACT_ROUNDS {
         let (calls, new_events): (Vec<Effect>, Vec<Effect>) = pending
             .drain(..)
             .partition(|e| !matches!(e, Effect::Event(_)));
-        events.extend(new_events.into_iter().filter_map(|e| match e {
-            Effect::Event(event) => Some(event),
-            Effect::Apply { .. } | Effect::Restore { .. } => None,
-        }));
+        unwritten
+            .events
+            .extend(new_events.into_iter().filter_map(|e| match e {
+                Effect::Event(event) => Some(event),
+                Effect::Apply { .. } | Effect::Restore { .. } => None,
+            }));
         if calls.is_empty() {
             break;
         }
@@ -107,26 +115,10 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
             .collect();
         // Write-ahead: the decision to change these clusters, and what they
         // run now, is durable before any of them is touched.
-        version = store
-            .commit_tick(
-                lease,
-                TickCommit {
-                    expected_version: version,
-                    before: &before,
-                    after: &machine,
-                    events: &events,
-                    processed_actions,
-                    next_wake_at: machine.next_wake(clock::now(), tuning),
-                    release_lease: false,
-                    readings: &readings,
-                    previous: &previous,
-                },
-            )
+        let next_wake_at = machine.next_wake(clock::now(), tuning);
+        unwritten
+            .commit(store, lease, &machine, next_wake_at, false, &previous)
             .await?;
-        before = machine.targets.clone();
-        events.clear();
-        readings.clear();
-        processed_actions = &[];
 
         let results = join_all(prepared.into_iter().map(|p| context.carry_out(p))).await;
         let now = clock::now();
@@ -135,28 +127,59 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
         }
     }
 
-    let now = clock::now();
-    store
-        .commit_tick(
-            lease,
-            TickCommit {
-                expected_version: version,
-                before: &before,
-                after: &machine,
-                events: &events,
-                processed_actions,
-                next_wake_at: if waiting_in_queue {
-                    None
-                } else {
-                    machine.next_wake(now, tuning)
-                },
-                release_lease: true,
-                readings: &readings,
-                previous: &[],
-            },
-        )
+    let next_wake_at = if waiting_in_queue {
+        None
+    } else {
+        machine.next_wake(clock::now(), tuning)
+    };
+    unwritten
+        .commit(store, lease, &machine, next_wake_at, true, &[])
         .await?;
     Ok(())
+}
+
+/// What the tick decided since its last commit, and the version that
+/// commit left.
+struct Unwritten {
+    version: i64,
+    before: Vec<Target>,
+    events: Vec<NewEvent>,
+    readings: Vec<(Option<usize>, Reading)>,
+    processed_actions: Vec<i64>,
+}
+
+impl Unwritten {
+    async fn commit(
+        &mut self,
+        store: &Store,
+        lease: &Lease,
+        machine: &Rollout,
+        next_wake_at: Option<DateTime<Utc>>,
+        release_lease: bool,
+        previous: &[(String, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        self.version = store
+            .commit_tick(
+                lease,
+                TickCommit {
+                    expected_version: self.version,
+                    before: &self.before,
+                    after: machine,
+                    events: &self.events,
+                    processed_actions: &self.processed_actions,
+                    next_wake_at,
+                    release_lease,
+                    readings: &self.readings,
+                    previous,
+                },
+            )
+            .await?;
+        self.before = machine.targets.clone();
+        self.events.clear();
+        self.readings.clear();
+        self.processed_actions.clear();
+        Ok(())
+    }
 }
 
 /// A tick that failed before it could commit: give the lease back so the
