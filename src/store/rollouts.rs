@@ -793,6 +793,36 @@ async fn insert_targets(
 /// Advisory lock key that orders event commits (see `insert_events`).
 pub(super) const EVENTS_ORDER_LOCK: i64 = 72_202;
 
+/// The CTE `inserted` that appends events in the order given, with their
+/// ids (`RETURNING id`); it needs a CTE `ordered` that takes the
+/// `EVENTS_ORDER_LOCK` (and has no row when nothing is to be written).
+/// Arguments: the placeholders of rollout id, worker, lease token, then the
+/// arrays of kinds, clusters, actors and messages.
+///
+/// Event ids must become visible in id order, or a live reader that has
+/// seen id 11 would never see a slower transaction's id 10. Holding the
+/// lock until commit makes writers of events commit one after another; it
+/// is taken in the inserting statement itself (the sort reads the locking
+/// CTE before any row, so before any id is drawn), and live readers learn
+/// the newest id from the notification sent on commit.
+macro_rules! insert_events_cte {
+    ($rollout:literal, $worker:literal, $token:literal,
+     $kinds:literal, $clusters:literal, $actors:literal, $messages:literal) => {
+        concat!(
+            "inserted AS (
+                INSERT INTO events (rollout_id, kind, cluster, actor, message, worker, lease_token)
+                SELECT ", $rollout, ", kind, cluster, actor, message, ", $worker, ", ", $token, "
+                  FROM unnest(", $kinds, "::text[], ", $clusters, "::text[], ",
+                                 $actors, "::text[], ", $messages, "::text[])
+                       WITH ORDINALITY AS e(kind, cluster, actor, message, n)
+                       CROSS JOIN ordered
+                 ORDER BY n
+                RETURNING id)"
+        )
+    };
+}
+pub(super) use insert_events_cte;
+
 /// Appends events (of one rollout, or of none for catalog changes) in
 /// the order given.
 pub(super) async fn insert_events(
@@ -808,24 +838,11 @@ pub(super) async fn insert_events(
     let clusters: Vec<Option<&str>> = events.iter().map(|e| e.cluster.as_deref()).collect();
     let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
-    // Event ids must become visible in id order, or a live reader that has
-    // seen id 11 would never see a slower transaction's id 10. Holding the
-    // lock until commit makes writers of events commit one after another;
-    // it is taken in the inserting statement itself (the sort reads the
-    // locking CTE before any row, so before any id is drawn), and live
-    // readers learn the newest id from the notification sent on commit.
-    sqlx::query(
-        "WITH ordered AS (SELECT pg_advisory_xact_lock($9)),
-              inserted AS (
-            INSERT INTO events (rollout_id, kind, cluster, actor, message, worker, lease_token)
-            SELECT $1, kind, cluster, actor, message, $6, $7
-              FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
-                   WITH ORDINALITY AS e(kind, cluster, actor, message, n)
-                   CROSS JOIN ordered
-             ORDER BY n
-            RETURNING id)
-         SELECT pg_notify($8, max(id)::text) FROM inserted",
-    )
+    sqlx::query(concat!(
+        "WITH ordered AS (SELECT pg_advisory_xact_lock($9)), ",
+        insert_events_cte!("$1", "$6", "$7", "$2", "$3", "$4", "$5"),
+        " SELECT pg_notify($8, max(id)::text) FROM inserted"
+    ))
     .bind(rollout_id)
     .bind(&kinds)
     .bind(&clusters)

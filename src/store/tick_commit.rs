@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::rollouts::{EVENTS_ORDER_LOCK, MachineDoc};
+use super::rollouts::{EVENTS_ORDER_LOCK, MachineDoc, insert_events_cte};
 use super::{EVENTS_CHANNEL, Lease, Result, Store, StoreError, WAKE_CHANNEL, catalog::to_json};
 use crate::domain::{
     NewEvent, Rollout, Target,
@@ -157,15 +157,9 @@ async fn write_all(
                             ORDER BY p.created_at LIMIT 1)
             RETURNING q.id),
         ordered AS (
-            SELECT pg_advisory_xact_lock($30) FROM upd WHERE cardinality($31::text[]) > 0),
-        inserted AS (
-            INSERT INTO events (rollout_id, kind, cluster, actor, message, worker, lease_token)
-            SELECT $1, kind, cluster, actor, message, $2, $3
-              FROM unnest($31::text[], $32::text[], $33::text[], $34::text[])
-                   WITH ORDINALITY AS e(kind, cluster, actor, message, n)
-                   CROSS JOIN ordered
-             ORDER BY n
-            RETURNING id)
+            SELECT pg_advisory_xact_lock($30) FROM upd WHERE cardinality($31::text[]) > 0), ",
+        insert_events_cte!("$1", "$2", "$3", "$31", "$32", "$33", "$34"),
+        "
         SELECT (SELECT version FROM upd),
                (SELECT count(*) FROM (SELECT pg_notify($35, max(id)::text) FROM inserted
                                        HAVING count(*) > 0) AS n),
