@@ -158,7 +158,7 @@ impl ClusterStore {
         let Some(stored) = self.objects.get(object_key) else {
             return;
         };
-        if stored.settled {
+        if stored.settled || stored.status_fresh_until.is_some_and(|until| now < until) {
             return;
         }
         let status = stored.status_at(now, self.env);
@@ -172,8 +172,10 @@ impl ClusterStore {
         } else {
             None
         };
+        let fresh_until = stored.next_status_change(now, self.env);
         if let Some(stored) = self.objects.get_mut(object_key) {
             stored.settled = settled;
+            stored.status_fresh_until = fresh_until;
             if let Some(rv) = rv {
                 stored.status = status;
                 stored.set_resource_version(rv);
@@ -187,7 +189,9 @@ impl ClusterStore {
             .objects
             .iter()
             .filter(|((k, _, _), stored)| {
-                !stored.settled && kind.is_none_or(|kind| kind.kind == *k)
+                !stored.settled
+                    && stored.status_fresh_until.is_none_or(|until| until <= now)
+                    && kind.is_none_or(|kind| kind.kind == *k)
             })
             .map(|(key, _)| key.clone())
             .collect();
@@ -402,6 +406,7 @@ impl ClusterStore {
             });
         }
         stored.settled = false;
+        stored.status_fresh_until = None;
         self.objects.insert(object_key, stored);
         self.writes.send_replace(self.resource_version);
         Ok(ApplyResponse { object, created })

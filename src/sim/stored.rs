@@ -31,6 +31,9 @@ pub struct Stored {
     /// The status will not change again until the object does, so looking
     /// at it (every watch poll) can be skipped.
     pub settled: bool,
+    /// The status shown is right until this instant (the next foreseen
+    /// change), so refreshing it before then can be skipped.
+    pub status_fresh_until: Option<DateTime<Utc>>,
     /// `metadata.resourceVersion` as a number: watches compare it for every
     /// object on every poll, too often to parse it out of the JSON.
     rv: u64,
@@ -47,6 +50,7 @@ impl Stored {
             status: None,
             created_rv,
             settled: false,
+            status_fresh_until: None,
             rv: created_rv,
         }
     }
