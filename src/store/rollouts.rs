@@ -508,9 +508,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ClaimedRollout>> {
         // The rollout is read from the statement's snapshot, the lease from
-        // the claim. If the row changed between the two (another engine
-        // committed in that instant), the version read is stale and the
-        // tick's fenced commit is refused: nothing is written twice.
+        // the claim, which sees the row as it is now; the two versions say
+        // whether the copy read is current.
         let rows = sqlx::query(concat!(
             "WITH due AS (
                 SELECT id FROM rollouts
@@ -526,9 +525,9 @@ impl Store {
                        lease_token = r.lease_token + 1
                   FROM due WHERE r.id = due.id
                 RETURNING r.id AS claimed_id, r.lease_token AS claimed_token,
-                          r.wake_seq AS claimed_wake_seq) ",
+                          r.wake_seq AS claimed_wake_seq, r.version AS claimed_version) ",
             select_rollouts!(
-                ", c.claimed_token, c.claimed_wake_seq,
+                ", c.claimed_token, c.claimed_wake_seq, c.claimed_version,
                    (SELECT coalesce(json_agg(json_build_object(
                              'id', a.id, 'action', a.action, 'actor', a.actor, 'reason', a.reason)
                          ORDER BY a.id), '[]')
@@ -548,24 +547,32 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let record = rollout_from_row(row)?;
-                let lease = Lease {
-                    rollout_id: record.id,
-                    worker: worker.to_owned(),
-                    token: row.try_get("claimed_token")?,
-                    wake_seq: row.try_get("claimed_wake_seq")?,
-                };
-                let actions = pending_actions(record.id, row.try_get("actions")?)?;
-                Ok(ClaimedRollout {
-                    lease,
-                    record,
-                    actions,
-                    queued_behind_another: row.try_get("queued_behind")?,
-                })
-            })
-            .collect()
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = rollout_from_row(row)?;
+            let lease = Lease {
+                rollout_id: record.id,
+                worker: worker.to_owned(),
+                token: row.try_get("claimed_token")?,
+                wake_seq: row.try_get("claimed_wake_seq")?,
+            };
+            let current: i64 = row.try_get("claimed_version")?;
+            if current != record.version {
+                // Another engine committed in that instant: its tick's
+                // result is not what was read. Give the rollout back, due
+                // now, rather than drive it from a stale copy.
+                self.release_lease(&lease, Utc::now()).await?;
+                continue;
+            }
+            let actions = pending_actions(record.id, row.try_get("actions")?)?;
+            claimed.push(ClaimedRollout {
+                lease,
+                record,
+                actions,
+                queued_behind_another: row.try_get("queued_behind")?,
+            });
+        }
+        Ok(claimed)
     }
 
     /// The earliest time any unleased rollout is due, for the engine's sleep.

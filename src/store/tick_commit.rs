@@ -64,7 +64,10 @@ impl Store {
     }
 }
 
-/// The fenced row update both statements share: `$1`–`$11`.
+/// The fenced row update both statements share: `$1`–`$11`. `$7`, the
+/// finish time, is set exactly when the rollout ended (the machine's
+/// `finish`), which is how the statements tell an ended rollout: it is not
+/// woken again, and the one queued behind it is.
 macro_rules! update_rollout {
     () => {
         "UPDATE rollouts
