@@ -226,29 +226,33 @@ impl Store {
         let Some((plan_name,)) = app else {
             return Err(StoreError::NotFound(format!("application `{application}`")));
         };
-        let active: Option<(Uuid, String)> = sqlx::query_as(
-            "SELECT id, state FROM rollouts WHERE application = $1
-               AND state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted') LIMIT 1",
-        )
-        .bind(application)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let queued = match (active, on_active) {
+        // After the application's lock, so two requests for it cannot both
+        // find it idle.
+        let (active_id, active_state, version_taken): (Option<Uuid>, Option<String>, bool) =
+            sqlx::query_as(
+                "SELECT active.id, active.state,
+                        EXISTS (SELECT 1 FROM releases WHERE application = $1 AND version = $2)
+                   FROM (SELECT 1) AS one
+                   LEFT JOIN LATERAL (
+                        SELECT id, state FROM rollouts WHERE application = $1
+                           AND state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted')
+                         LIMIT 1) AS active ON true",
+            )
+            .bind(application)
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await?;
+        let queued = match (active_id, on_active) {
             (None, _) => false,
             (Some(_), OnActive::Queue) => true,
-            (Some((id, state)), OnActive::Reject) => {
+            (Some(id), OnActive::Reject) => {
+                let state = active_state.unwrap_or_default();
                 return Err(StoreError::Conflict(format!(
                     "application `{application}` already has an active rollout {id} ({state}); wait for it to finish, abort it, or send \"on_active\": \"queue\""
                 )));
             }
         };
-        let exists: Option<(Uuid,)> =
-            sqlx::query_as("SELECT id FROM releases WHERE application = $1 AND version = $2")
-                .bind(application)
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if exists.is_some() {
+        if version_taken {
             return Err(StoreError::Conflict(format!(
                 "release `{version}` of `{application}` already exists; releases are immutable, use a new version"
             )));
@@ -269,9 +273,24 @@ impl Store {
             created_by: actor.to_owned(),
             created_at: Utc::now(),
         };
+        let rollout_id = Uuid::now_v7();
+        let targets = &machine.targets;
+        // The release, its rollout and the rollout's targets in one
+        // statement (foreign keys are checked at its end).
         sqlx::query(
-            "INSERT INTO releases (id, application, version, image, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "WITH release AS (
+                INSERT INTO releases (id, application, version, image, created_by, created_at)
+                VALUES ($1, $2, $3, $4, $5, $6)),
+             rollout AS (
+                INSERT INTO rollouts (id, release_id, application, plan_name, plan_version, state,
+                                      current_stage, machine, created_by, next_wake_at)
+                VALUES ($7, $1, $2, $8, $9, $10, 0, $11, $5, CASE WHEN $12 THEN NULL ELSE now() END)),
+             targets AS (
+                INSERT INTO targets (rollout_id, cluster, region, stage, position, state)
+                SELECT $7, cluster, region, stage, n - 1, state
+                  FROM unnest($13::text[], $14::text[], $15::int4[], $16::text[])
+                       WITH ORDINALITY AS t(cluster, region, stage, state, n))
+             SELECT pg_notify($17, $7::text)",
         )
         .bind(release.id)
         .bind(&release.application)
@@ -279,28 +298,24 @@ impl Store {
         .bind(&release.image)
         .bind(&release.created_by)
         .bind(release.created_at)
-        .execute(&mut *tx)
-        .await?;
-
-        let rollout_id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO rollouts (id, release_id, application, plan_name, plan_version, state,
-                                   current_stage, machine, created_by, next_wake_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, CASE WHEN $9 THEN NULL ELSE now() END)",
-        )
         .bind(rollout_id)
-        .bind(release.id)
-        .bind(application)
         .bind(&plan_name)
         .bind(plan_version)
         .bind(machine.state.as_str())
         .bind(to_json(&MachineDoc::of(&machine))?)
-        .bind(actor)
         .bind(queued)
+        .bind(targets.iter().map(|t| t.cluster.as_str()).collect::<Vec<_>>())
+        .bind(targets.iter().map(|t| t.region.as_str()).collect::<Vec<_>>())
+        .bind(
+            targets
+                .iter()
+                .map(|t| i32::try_from(t.stage).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(targets.iter().map(|t| t.state.as_str()).collect::<Vec<_>>())
+        .bind(WAKE_CHANNEL)
         .execute(&mut *tx)
         .await?;
-        insert_targets(&mut tx, rollout_id, &machine.targets).await?;
-        notify(&mut tx, WAKE_CHANNEL, &rollout_id.to_string()).await?;
         let body = render(&release, rollout_id, queued);
         if let Some(key) = idempotency {
             sqlx::query(
@@ -766,35 +781,6 @@ fn rollout_from_row(row: &PgRow) -> Result<RolloutRecord> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
-}
-
-/// A new rollout's targets, in plan order, in one statement.
-async fn insert_targets(
-    conn: &mut PgConnection,
-    rollout_id: Uuid,
-    targets: &[Target],
-) -> Result<()> {
-    let clusters: Vec<&str> = targets.iter().map(|t| t.cluster.as_str()).collect();
-    let regions: Vec<&str> = targets.iter().map(|t| t.region.as_str()).collect();
-    let stages: Vec<i32> = targets
-        .iter()
-        .map(|t| i32::try_from(t.stage).unwrap_or(i32::MAX))
-        .collect();
-    let states: Vec<&str> = targets.iter().map(|t| t.state.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO targets (rollout_id, cluster, region, stage, position, state)
-         SELECT $1, cluster, region, stage, n - 1, state
-           FROM unnest($2::text[], $3::text[], $4::int4[], $5::text[])
-                WITH ORDINALITY AS t(cluster, region, stage, state, n)",
-    )
-    .bind(rollout_id)
-    .bind(&clusters)
-    .bind(&regions)
-    .bind(&stages)
-    .bind(&states)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// Advisory lock key that orders event commits (see `insert_events`).
