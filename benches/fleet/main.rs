@@ -31,7 +31,7 @@ pub struct Args {
     /// Bake time of every stage.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     bake: std::time::Duration,
-    /// Rollouts of the light-load transition run.
+    /// Rollouts of the light-load transition run (after a run of one alone).
     #[arg(long, default_value_t = 20)]
     light: usize,
     /// Rollouts rolled back in the reaction run.
@@ -77,7 +77,14 @@ async fn main() -> anyhow::Result<()> {
     let _already_installed = rustls::crypto::ring::default_provider().install_default();
     let mut report = report::Report::new(&args);
     if args.wants("light") {
-        report.light = Some(scenarios::light(&args).await?);
+        // One rollout alone is the floor; the few at once share the cores.
+        let mut runs = vec![1];
+        if args.light != 1 {
+            runs.push(args.light);
+        }
+        for rollouts in runs {
+            report.light.push(scenarios::light(&args, rollouts).await?);
+        }
     }
     if args.wants("reaction") {
         report.reaction = Some(scenarios::reaction(&args).await?);

@@ -16,7 +16,8 @@ pub struct Report {
     pub command: String,
     pub simulated_rollout_ms: f64,
     pub bake_ms: f64,
-    pub light: Option<Light>,
+    /// One rollout alone, then `--light` at once.
+    pub light: Vec<Light>,
     pub reaction: Option<Reaction>,
     pub capacity: Option<Capacity>,
     pub api: Vec<ApiLatency>,
@@ -30,7 +31,7 @@ impl Report {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             simulated_rollout_ms: rollout_time().as_secs_f64() * 1000.0,
             bake_ms: args.bake.as_secs_f64() * 1000.0,
-            light: None,
+            light: Vec::new(),
             reaction: None,
             capacity: None,
             api: Vec::new(),
@@ -45,9 +46,13 @@ impl Report {
             self.simulated_rollout_ms, self.bake_ms
         );
         println!("{:<52} {:>9} {:>9} {:>9}", "", "median", "p99", "max");
-        if let Some(light) = &self.light {
+        for light in &self.light {
             let t = &light.transitions;
-            println!("-- {} rollouts at once (light load), ms", light.rollouts);
+            if light.rollouts == 1 {
+                println!("-- one rollout alone, ms");
+            } else {
+                println!("-- {} rollouts at once (light load), ms", light.rollouts);
+            }
             println!(
                 "{}",
                 spread_row("stage ready -> next stage's first apply", &t.overhead)

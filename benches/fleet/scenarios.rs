@@ -31,12 +31,13 @@ pub struct Light {
     pub transitions: Transitions,
 }
 
-/// A few rollouts at once: what the machinery adds when it is not busy.
-pub async fn light(args: &Args) -> anyhow::Result<Light> {
-    eprintln!("light: {} rollouts at once", args.light);
-    let mut world = World::start(&args.database_url, layout(args), args.light, 1, false).await?;
+/// `rollouts` at once (one alone, then a few): what the machinery adds when
+/// it is not busy.
+pub async fn light(args: &Args, rollouts: usize) -> anyhow::Result<Light> {
+    eprintln!("light: {rollouts} rollout(s) at once");
+    let mut world = World::start(&args.database_url, layout(args), rollouts, 1, false).await?;
     let ids = world
-        .release_all(&apps(args.light), "1.0.0", GOOD_IMAGE)
+        .release_all(&apps(rollouts), "1.0.0", GOOD_IMAGE)
         .await?;
     world.wait_all_finished("light", RUN_LIMIT).await?;
     let rows = measure::rollouts(&mut world.db, &ids).await?;
@@ -44,7 +45,7 @@ pub async fn light(args: &Args) -> anyhow::Result<Light> {
     let transitions = measure::transitions(&mut world.db, &world.layout, &applies, &rows).await?;
     world.finish().await?;
     Ok(Light {
-        rollouts: args.light,
+        rollouts,
         transitions,
     })
 }
