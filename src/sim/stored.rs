@@ -29,13 +29,13 @@ pub struct Stored {
     /// The resourceVersion the object was created at (watch ADDED vs MODIFIED).
     pub created_rv: u64,
     /// The status will not change again until the object does, so looking
-    /// at it (every watch poll) can be skipped.
+    /// at it (every time a watch looks) can be skipped.
     pub settled: bool,
     /// The status shown is right until this instant (the next foreseen
     /// change), so refreshing it before then can be skipped.
     pub status_fresh_until: Option<DateTime<Utc>>,
     /// `metadata.resourceVersion` as a number: watches compare it for every
-    /// object on every poll, too often to parse it out of the JSON.
+    /// object each time they look, too often to parse it out of the JSON.
     rv: u64,
 }
 
