@@ -623,6 +623,9 @@ impl Store {
             "UPDATE rollouts r SET next_wake_at = now(), wake_seq = r.wake_seq + 1
                FROM applications a
               WHERE a.name = r.application
+                -- Spelled out so the partial index of running rollouts
+                -- (rollouts_due) is used, not a scan of all history.
+                AND r.next_wake_at IS NOT NULL
                 AND (r.next_wake_at > now() OR r.lease_expires_at > now())
                 AND EXISTS (SELECT 1 FROM targets t
                              WHERE t.rollout_id = r.id
