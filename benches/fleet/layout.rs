@@ -163,3 +163,8 @@ pub fn region_name(i: usize) -> String {
 pub fn app_name(i: usize) -> String {
     format!("a{i:04}")
 }
+
+/// The `i` of [`app_name`]`(i)`.
+pub fn app_index(name: &str) -> usize {
+    name.trim_start_matches('a').parse().unwrap_or(0)
+}

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::layout::{Layout, rollout_time};
+use crate::layout::{Layout, app_index, rollout_time};
 use meridian::sim::SimFleet;
 
 /// Median, 99th percentile and maximum, in milliseconds.
@@ -126,10 +126,6 @@ pub async fn rollouts(db: &mut PgConnection, ids: &[Uuid]) -> anyhow::Result<Vec
 
 fn ms(d: chrono::TimeDelta) -> f64 {
     d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
-}
-
-fn app_index(name: &str) -> usize {
-    name.trim_start_matches('a').parse().unwrap_or(0)
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
