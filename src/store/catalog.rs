@@ -25,10 +25,14 @@ impl ReconcileReport {
     }
 }
 
+/// Advisory lock key that serialises catalog writers (see `lock_catalog`).
+const CATALOG_LOCK: i64 = 72_201;
+
 /// Serialises every catalog writer: config reconcilers (several replicas
 /// starting at once), plan saves and the API's catalog writes.
 pub(super) async fn lock_catalog(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(72201)")
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CATALOG_LOCK)
         .execute(&mut *conn)
         .await?;
     Ok(())
