@@ -138,9 +138,13 @@ async fn watch_forever<K>(
                     version = bookmark.metadata.resource_version;
                 }
                 Ok(Some(WatchEvent::Error(status))) => {
-                    // 410 Gone: our version is too old; start over.
+                    // 410 Gone: our version is too old; start over at once.
+                    // Anything else may repeat: do not spin on it.
                     if status.code == 410 {
                         version = "0".to_owned();
+                    } else {
+                        tracing::debug!(%cluster, code = status.code, message = %status.message, "watch error; re-opening");
+                        tokio::time::sleep(RETRY_AFTER).await;
                     }
                     break;
                 }
