@@ -257,15 +257,15 @@ async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
-    let event_changes = api::spawn_notifier(store.clone(), shutdown.clone());
+    let event_horizon = api::spawn_event_horizon(store.clone(), shutdown.clone());
     let webhooks = WebhookWorker::new(
         store.clone(),
         WorkerConfig::new(worker_id, format!("http://{address}")),
     )
     .context("cannot build the webhook HTTP client")?;
-    let webhook_task = tokio::spawn(webhooks.run(event_changes.clone(), shutdown.clone()));
+    let webhook_task = tokio::spawn(webhooks.run(event_horizon.clone(), shutdown.clone()));
     let state = AppState {
-        event_changes,
+        event_horizon,
         store,
         engine: engine.health(),
         metrics,

@@ -16,7 +16,7 @@ mod views;
 mod webhooks;
 
 pub use auth::{BootstrapToken, Caller};
-pub use stream::spawn_notifier;
+pub use stream::spawn_event_horizon;
 
 use std::time::Duration;
 
@@ -46,8 +46,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Where people reach the service, for links in responses.
     pub public_url: String,
-    /// Bumped whenever new events were committed (by any replica).
-    pub event_changes: tokio::sync::watch::Receiver<u64>,
+    /// The event log's settled horizon: readers go up to it, never past.
+    pub event_horizon: tokio::sync::watch::Receiver<Option<i64>>,
     /// `MERIDIAN_BOOTSTRAP_TOKEN`, accepted as an admin token when set.
     pub bootstrap_token: Option<BootstrapToken>,
 }

@@ -1,6 +1,7 @@
 //! `GET /api/v1/events/stream`: the event log, live, as server-sent events.
 //! Every replica's clients see every event once and in order: events are
-//! read from the database by id (ids commit in order), and `NOTIFY` only
+//! read from the database by id up to the settled horizon (ids may commit
+//! out of order; see [`crate::store::event_horizon`]), and `NOTIFY` only
 //! says "look again".
 
 use std::{collections::VecDeque, convert::Infallible, time::Duration};
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{ApiError, AppState, error::Problem};
-use crate::store::{EVENTS_CHANNEL, Store, events::EventRecord};
+use crate::store::{EVENTS_CHANNEL, Store, event_horizon::EventHorizon, events::EventRecord};
 
 /// Events fetched per database read.
 const BATCH: i64 = 200;
@@ -34,29 +35,59 @@ pub struct StreamQuery {
     pub rollout: Option<Uuid>,
 }
 
-/// Listens for new-event notifications and bumps a counter streams watch.
-pub fn spawn_notifier(store: Store, shutdown: CancellationToken) -> watch::Receiver<u64> {
-    let (sender, receiver) = watch::channel(0u64);
+/// How soon to look again while a gap in the event ids waits for the
+/// transactions that may fill it: a rolled-back writer announces nothing.
+const GAP_RECHECK: Duration = Duration::from_millis(20);
+
+/// Follows the event log's settled horizon (see
+/// [`crate::store::event_horizon`]): looks again on every new-event
+/// notification, and publishes the highest id readers may go to.
+pub fn spawn_event_horizon(
+    store: Store,
+    shutdown: CancellationToken,
+) -> watch::Receiver<Option<i64>> {
+    let (sender, receiver) = watch::channel(None);
     tokio::spawn(async move {
+        let mut horizon = EventHorizon::default();
         loop {
-            let listener = async {
+            let follow = async {
                 let mut listener = PgListener::connect_with(store.pool()).await?;
                 listener.listen(EVENTS_CHANNEL).await?;
                 loop {
-                    listener.recv().await?;
-                    sender.send_modify(|n| *n = n.wrapping_add(1));
+                    // Listening first, so a commit after this look wakes
+                    // the next one.
+                    if let Err(e) = store.advance_event_horizon(&mut horizon).await {
+                        tracing::warn!(error = %e, "cannot read the event log's horizon; retrying");
+                    }
+                    let settled = horizon.settled();
+                    sender.send_if_modified(|published| {
+                        let moved = *published != settled;
+                        *published = settled;
+                        moved
+                    });
+                    let wait = if horizon.waiting() || settled.is_none() {
+                        GAP_RECHECK
+                    } else {
+                        FALLBACK_POLL
+                    };
+                    tokio::select! {
+                        notification = listener.recv() => { notification?; }
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    // Take every notification that queued meanwhile: one
+                    // look covers them all.
+                    while listener.next_buffered().is_some() {}
                 }
                 #[allow(unreachable_code)]
                 Ok::<(), sqlx::Error>(())
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                result = listener => {
+                result = follow => {
                     if let Err(e) = result {
                         tracing::warn!(error = %e, "event listener lost its connection; reconnecting");
                     }
                     // Anything missed meanwhile is read on the next look.
-                    sender.send_modify(|n| *n = n.wrapping_add(1));
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -68,8 +99,9 @@ pub fn spawn_notifier(store: Store, shutdown: CancellationToken) -> watch::Recei
 struct Cursor {
     store: Store,
     rollout: Option<Uuid>,
-    last_id: i64,
-    changes: watch::Receiver<u64>,
+    /// `None`: a stream that starts now, at the horizon once it is known.
+    last_id: Option<i64>,
+    horizon: watch::Receiver<Option<i64>>,
     buffer: VecDeque<EventRecord>,
     public_url: String,
 }
@@ -120,35 +152,44 @@ pub async fn stream(
     };
     // A rollout's stream starts at its first event; the global one at now.
     let last_id = match (resume, query.rollout) {
-        (Some(id), _) => id,
-        (None, Some(_)) => 0,
-        (None, None) => state.store.latest_event_id().await?,
+        (Some(id), _) => Some(id),
+        (None, Some(_)) => Some(0),
+        (None, None) => None,
     };
     let cursor = Cursor {
         store: state.store.clone(),
         rollout: query.rollout,
         last_id,
-        changes: state.event_changes.clone(),
+        horizon: state.event_horizon.clone(),
         buffer: VecDeque::new(),
         public_url: state.public_url.clone(),
     };
     let events = futures::stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(record) = c.buffer.pop_front() {
-                c.last_id = record.id;
+                c.last_id = Some(record.id);
                 return Some((Ok(to_sse(&record, &c.public_url)), c));
             }
-            c.changes.borrow_and_update();
-            match c.store.events_after(c.last_id, c.rollout, BATCH).await {
-                Ok(batch) if !batch.is_empty() => c.buffer.extend(batch),
-                Ok(_) => {
-                    if let Ok(Err(_)) =
-                        tokio::time::timeout(FALLBACK_POLL, c.changes.changed()).await
-                    {
-                        // The notifier is gone (shutting down): poll.
-                        tokio::time::sleep(FALLBACK_POLL).await;
-                    }
+            let horizon = *c.horizon.borrow_and_update();
+            let readable = match (c.last_id, horizon) {
+                (Some(last), Some(upto)) if upto > last => Some((last, upto)),
+                (None, Some(upto)) => {
+                    c.last_id = Some(upto);
+                    None
                 }
+                _ => None,
+            };
+            let Some((last, upto)) = readable else {
+                if let Ok(Err(_)) = tokio::time::timeout(FALLBACK_POLL, c.horizon.changed()).await {
+                    // The follower is gone (shutting down): poll.
+                    tokio::time::sleep(FALLBACK_POLL).await;
+                }
+                continue;
+            };
+            match c.store.events_after(last, upto, c.rollout, BATCH).await {
+                // Up to the horizon, but none of this rollout's.
+                Ok(batch) if batch.is_empty() => c.last_id = Some(upto),
+                Ok(batch) => c.buffer.extend(batch),
                 Err(e) => {
                     tracing::warn!(error = %e, "event stream cannot read events; retrying");
                     tokio::time::sleep(FALLBACK_POLL).await;

@@ -23,33 +23,28 @@ pub struct EventRecord {
 }
 
 impl Store {
-    /// Events after `after_id` in id order (the order they were committed),
-    /// optionally of one rollout; at most `limit`.
+    /// Events after `after_id` and up to `upto` (the settled horizon, see
+    /// [`super::event_horizon`]) in id order, optionally of one rollout; at
+    /// most `limit`.
     pub async fn events_after(
         &self,
         after_id: i64,
+        upto: i64,
         rollout_id: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<EventRecord>> {
         Ok(sqlx::query_as(
             "SELECT id, rollout_id, cluster, kind, actor, message, worker, lease_token, created_at
                FROM events
-              WHERE id > $1 AND ($2::uuid IS NULL OR rollout_id = $2)
-              ORDER BY id LIMIT $3",
+              WHERE id > $1 AND id <= $2 AND ($3::uuid IS NULL OR rollout_id = $3)
+              ORDER BY id LIMIT $4",
         )
         .bind(after_id)
+        .bind(upto)
         .bind(rollout_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
-    }
-
-    /// The newest event's id (0 when there is none).
-    pub async fn latest_event_id(&self) -> Result<i64> {
-        let (id,): (Option<i64>,) = sqlx::query_as("SELECT max(id) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(id.unwrap_or(0))
     }
 
     /// A rollout's events in the order they happened.

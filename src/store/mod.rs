@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod catalog_changes;
 pub mod embedded;
+pub mod event_horizon;
 pub mod events;
 pub mod rollouts;
 mod tick_commit;

@@ -786,21 +786,17 @@ fn rollout_from_row(row: &PgRow) -> Result<RolloutRecord> {
     })
 }
 
-/// Advisory lock key that orders event commits (see `insert_events`).
-pub(super) const EVENTS_ORDER_LOCK: i64 = 72_202;
-
 /// The CTE `inserted` that appends events in the order given, with their
-/// ids (`RETURNING id`); it needs a CTE `ordered` that takes the
-/// `EVENTS_ORDER_LOCK` (and has no row when nothing is to be written).
+/// ids (`RETURNING id`); it needs a CTE `with_xid` that selects
+/// `pg_current_xact_id()` (and has no row when nothing is to be written).
 /// Arguments: the placeholders of rollout id, worker, lease token, then the
 /// arrays of kinds, clusters, actors and messages.
 ///
-/// Event ids must become visible in id order, or a live reader that has
-/// seen id 11 would never see a slower transaction's id 10. Holding the
-/// lock until commit makes writers of events commit one after another; it
-/// is taken in the inserting statement itself (the sort reads the locking
-/// CTE before any row, so before any id is drawn), and live readers learn
-/// the newest id from the notification sent on commit.
+/// Writers of events commit in any order, so ids can become visible out of
+/// order; readers only go as far as the settled horizon
+/// ([`super::event_horizon`]). That horizon relies on one thing done here:
+/// the transaction has its transaction id before it draws an event id (the
+/// sort reads `with_xid` before any row, so before any id is drawn).
 macro_rules! insert_events_cte {
     ($rollout:literal, $worker:literal, $token:literal,
      $kinds:literal, $clusters:literal, $actors:literal, $messages:literal) => {
@@ -811,7 +807,7 @@ macro_rules! insert_events_cte {
                   FROM unnest(", $kinds, "::text[], ", $clusters, "::text[], ",
                                  $actors, "::text[], ", $messages, "::text[])
                        WITH ORDINALITY AS e(kind, cluster, actor, message, n)
-                       CROSS JOIN ordered
+                       CROSS JOIN with_xid
                  ORDER BY n
                 RETURNING id)"
         )
@@ -835,7 +831,7 @@ pub(super) async fn insert_events(
     let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
     sqlx::query(concat!(
-        "WITH ordered AS (SELECT pg_advisory_xact_lock($9)), ",
+        "WITH with_xid AS (SELECT pg_current_xact_id()), ",
         insert_events_cte!("$1", "$6", "$7", "$2", "$3", "$4", "$5"),
         " SELECT pg_notify($8, max(id)::text) FROM inserted"
     ))
@@ -847,7 +843,6 @@ pub(super) async fn insert_events(
     .bind(lease.map(|l| l.worker.as_str()))
     .bind(lease.map(|l| l.token))
     .bind(EVENTS_CHANNEL)
-    .bind(EVENTS_ORDER_LOCK)
     .execute(&mut *conn)
     .await?;
     Ok(())

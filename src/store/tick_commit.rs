@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::rollouts::{EVENTS_ORDER_LOCK, MachineDoc, insert_events_cte};
+use super::rollouts::{MachineDoc, insert_events_cte};
 use super::{EVENTS_CHANNEL, Lease, Result, Store, StoreError, WAKE_CHANNEL, catalog::to_json};
 use crate::domain::{
     NewEvent, Rollout, Target,
@@ -121,9 +121,8 @@ async fn write_all(
     targets: &[&Target],
 ) -> Result<Option<i64>> {
     // Every part after the row update is conditional on it (`EXISTS (SELECT
-    // 1 FROM upd)`): a refused fence writes nothing. Events come last and
-    // take the lock that makes event ids commit in id order; in one
-    // statement the lock is held only until this statement commits.
+    // 1 FROM upd)`): a refused fence writes nothing. Events come last, after
+    // the transaction has its id (see `insert_events_cte`).
     let sql = concat!(
         "WITH upd AS (",
         update_rollout!(),
@@ -159,14 +158,14 @@ async fn write_all(
                               AND p.state = 'pending' AND p.next_wake_at IS NULL
                             ORDER BY p.created_at LIMIT 1)
             RETURNING q.id),
-        ordered AS (
-            SELECT pg_advisory_xact_lock($30) FROM upd WHERE cardinality($31::text[]) > 0), ",
-        insert_events_cte!("$1", "$2", "$3", "$31", "$32", "$33", "$34"),
+        with_xid AS (
+            SELECT pg_current_xact_id() FROM upd WHERE cardinality($30::text[]) > 0), ",
+        insert_events_cte!("$1", "$2", "$3", "$30", "$31", "$32", "$33"),
         "
         SELECT (SELECT version FROM upd),
-               (SELECT count(*) FROM (SELECT pg_notify($35, max(id)::text) FROM inserted
+               (SELECT count(*) FROM (SELECT pg_notify($34, max(id)::text) FROM inserted
                                        HAVING count(*) > 0) AS n),
-               (SELECT count(pg_notify($36, id::text)) FROM next_queued)"
+               (SELECT count(pg_notify($35, id::text)) FROM next_queued)"
     );
 
     let previous_of = |cluster: &str| {
@@ -261,7 +260,6 @@ async fn write_all(
         )
         .bind(readings.iter().map(|(_, r)| r.taken_at).collect::<Vec<_>>())
         // Events.
-        .bind(EVENTS_ORDER_LOCK)
         .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
         .bind(
             events

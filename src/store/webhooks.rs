@@ -246,7 +246,7 @@ impl Store {
     /// transaction: a crash leaves either both or neither, and the unique
     /// (webhook, event) pair makes a repeat harmless anyway. While another
     /// replica holds the cursor this does nothing (it is doing the work).
-    pub async fn fan_out_webhooks(&self, batch: i64) -> Result<FanOut> {
+    pub async fn fan_out_webhooks(&self, batch: i64, upto: i64) -> Result<FanOut> {
         let mut tx = self.pool.begin().await?;
         let cursor: Option<(i64,)> = sqlx::query_as(
             "SELECT last_event_id FROM webhook_cursor WHERE singleton FOR UPDATE SKIP LOCKED",
@@ -256,14 +256,16 @@ impl Store {
         let Some((after,)) = cursor else {
             return Ok(FanOut::default());
         };
-        // Event ids become visible in id order (see `insert_events`), so
-        // reading by id never skips one that commits later.
-        let events: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, kind FROM events WHERE id > $1 ORDER BY id LIMIT $2")
-                .bind(after)
-                .bind(batch)
-                .fetch_all(&mut *tx)
-                .await?;
+        // Up to the settled horizon (see `event_horizon`), reading by id
+        // never skips an event that commits later.
+        let events: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, kind FROM events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+        )
+        .bind(after)
+        .bind(upto)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
         let Some(&(last_id, _)) = events.last() else {
             return Ok(FanOut::default());
         };

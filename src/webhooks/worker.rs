@@ -67,12 +67,12 @@ impl WebhookWorker {
         })
     }
 
-    /// Runs until `shutdown`; `event_changes` is bumped on every
-    /// `meridian_events` notification (see `api::spawn_notifier`). Attempts
-    /// in flight are finished (each is bounded by the attempt timeout).
+    /// Runs until `shutdown`; `event_horizon` moves as events settle (see
+    /// `api::spawn_event_horizon`). Attempts in flight are finished (each
+    /// is bounded by the attempt timeout).
     pub async fn run(
         self,
-        mut event_changes: watch::Receiver<u64>,
+        mut event_horizon: watch::Receiver<Option<i64>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut sends: JoinSet<()> = JoinSet::new();
@@ -80,8 +80,10 @@ impl WebhookWorker {
         loop {
             // Seen before the database is read: a notification that comes
             // while we work wakes the sleep below at once.
-            event_changes.borrow_and_update();
-            self.fan_out().await;
+            let horizon = *event_horizon.borrow_and_update();
+            if let Some(upto) = horizon {
+                self.fan_out(upto).await;
+            }
             let free = self.config.max_in_flight.saturating_sub(sends.len());
             if free > 0 {
                 match self.claim(free).await {
@@ -104,7 +106,7 @@ impl WebhookWorker {
                 self.sleep_budget().await
             };
             let notified = async {
-                if event_changes.changed().await.is_err() {
+                if event_horizon.changed().await.is_err() {
                     // The notifier stopped (shutting down): rely on the timer.
                     std::future::pending::<()>().await;
                 }
@@ -121,26 +123,15 @@ impl WebhookWorker {
         Ok(())
     }
 
-    /// Fans out and sends what is due once, waiting for the sends; returns
-    /// how many deliveries were attempted. Lets tests step the worker.
-    pub async fn run_once(&self) -> anyhow::Result<usize> {
-        self.fan_out().await;
-        let claimed = self.claim(self.config.max_in_flight).await?;
-        let count = claimed.len();
-        let mut sends = JoinSet::new();
-        for delivery in claimed {
-            let worker = self.clone();
-            sends.spawn(async move { worker.attempt(delivery).await });
-        }
-        while sends.join_next().await.is_some() {}
-        Ok(count)
-    }
-
     /// Reads the event log until caught up. Errors are logged and retried
     /// on the next wake: the cursor only moves with committed deliveries.
-    async fn fan_out(&self) {
+    async fn fan_out(&self, upto: i64) {
         loop {
-            match self.store.fan_out_webhooks(self.config.fan_out_batch).await {
+            match self
+                .store
+                .fan_out_webhooks(self.config.fan_out_batch, upto)
+                .await
+            {
                 Ok(done) => {
                     if done.deliveries_created > 0 {
                         tracing::debug!(

@@ -104,3 +104,100 @@ async fn a_client_that_reconnects_with_last_event_id_misses_no_event_even_on_ano
         "nothing repeated after resume"
     );
 }
+
+/// Appends one event in `tx` the way Meridian's writers do: the
+/// transaction has its id before the event id is drawn. Returns the id.
+async fn append_event(tx: &mut sqlx::PgConnection, kind: &str) -> i64 {
+    sqlx::query_scalar(
+        "WITH with_xid AS (SELECT pg_current_xact_id())
+         INSERT INTO events (kind, actor, message)
+         SELECT $1, 'test', 'written by the test' FROM with_xid RETURNING id",
+    )
+    .bind(kind)
+    .fetch_one(&mut *tx)
+    .await
+    .expect("append an event")
+}
+
+async fn announce(pool: &sqlx::PgPool) {
+    sqlx::query("SELECT pg_notify('meridian_events', '')")
+        .execute(pool)
+        .await
+        .expect("notify");
+}
+
+#[tokio::test]
+async fn an_event_committed_after_a_newer_one_is_still_streamed_first_and_a_rolled_back_id_holds_nothing_up()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = TestDb::new().await;
+    let sim = Sim::start(dir.path()).await;
+    let plan =
+        "  - name: one\n    stages:\n      - {name: all, clusters: {names: [use1-canary]}}\n";
+    let config = write_config(
+        dir.path(),
+        &sim.kubeconfig,
+        plan,
+        &app_yaml("shop", "one", 1, 20),
+    );
+    let server = ServerBuilder::new(&db.url, &config, dir.path(), "server")
+        .start()
+        .await;
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let url = format!("{}/api/v1/events/stream", server.api.base);
+    // Resume after what exists now, so the stream cannot start past ours.
+    let base: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM events")
+        .fetch_one(&pool)
+        .await
+        .expect("newest event");
+    // Up to the last event written: a stream that skipped one shows it.
+    let reader = tokio::spawn(async move {
+        read_events(&url, Some(base), |seen| {
+            seen.iter().any(|(_, k)| k == "test_after_rollback")
+        })
+        .await
+    });
+
+    // A slow writer draws the smaller id and stays open...
+    let mut slow = pool.begin().await.expect("begin");
+    let slow_id = append_event(&mut slow, "test_slow").await;
+    // ...while a fast one draws the next id and commits.
+    let mut fast = pool.begin().await.expect("begin");
+    let fast_id = append_event(&mut fast, "test_fast").await;
+    fast.commit().await.expect("commit");
+    announce(&pool).await;
+    assert!(fast_id > slow_id);
+    // A writer that draws an id and rolls back leaves a gap for good.
+    let mut gone = pool.begin().await.expect("begin");
+    let gone_id = append_event(&mut gone, "test_rolled_back").await;
+    gone.rollback().await.expect("rollback");
+    let mut after = pool.begin().await.expect("begin");
+    let after_id = append_event(&mut after, "test_after_rollback").await;
+    after.commit().await.expect("commit");
+    announce(&pool).await;
+    assert!(after_id > gone_id);
+
+    // Whatever the stream sends meanwhile, it cannot send the fast event
+    // before the slow one: the slow one commits only now.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    slow.commit().await.expect("commit");
+    announce(&pool).await;
+
+    let streamed = tokio::time::timeout(std::time::Duration::from_secs(30), reader)
+        .await
+        .expect("the stream reached the last event written")
+        .expect("reader task");
+    let ours: Vec<(i64, String)> = streamed
+        .into_iter()
+        .filter(|(_, k)| k.starts_with("test_"))
+        .collect();
+    assert_eq!(
+        ours,
+        vec![
+            (slow_id, "test_slow".to_owned()),
+            (fast_id, "test_fast".to_owned()),
+            (after_id, "test_after_rollback".to_owned()),
+        ],
+        "in id order, the slow writer's event included, the rolled-back one absent"
+    );
+}

@@ -587,7 +587,8 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
         .execute(store.pool())
         .await
         .expect("insert event");
-    let fanned = store.fan_out_webhooks(100).await.expect("fan out");
+    let upto = settled_horizon(&store).await;
+    let fanned = store.fan_out_webhooks(100, upto).await.expect("fan out");
     assert_eq!(fanned.deliveries_created, 1);
     // Fan-out again from the start: the (webhook, event) pair is unique.
     sqlx::query("UPDATE webhook_cursor SET last_event_id = 0")
@@ -596,7 +597,7 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
         .expect("rewind");
     assert_eq!(
         store
-            .fan_out_webhooks(100)
+            .fan_out_webhooks(100, upto)
             .await
             .expect("again")
             .deliveries_created,
@@ -669,4 +670,21 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
             .is_empty(),
         "a finished delivery is never claimed again"
     );
+}
+
+/// The event log's settled horizon, as a replica's follower would publish
+/// it (transactions of other tests may run: wait for them).
+async fn settled_horizon(store: &meridian::store::Store) -> i64 {
+    let mut horizon = meridian::store::event_horizon::EventHorizon::default();
+    for _ in 0..500 {
+        store
+            .advance_event_horizon(&mut horizon)
+            .await
+            .expect("read the horizon");
+        if let Some(upto) = horizon.settled() {
+            return upto;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the event horizon did not settle in 10 s");
 }
