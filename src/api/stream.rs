@@ -38,6 +38,9 @@ pub struct StreamQuery {
 /// How soon to look again while a gap in the event ids waits for the
 /// transactions that may fill it: a rolled-back writer announces nothing.
 const GAP_RECHECK: Duration = Duration::from_millis(20);
+/// The least time between two looks: under load every commit announces
+/// events, and one look covers all that arrived meanwhile.
+const MIN_LOOK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Follows the event log's settled horizon (see
 /// [`crate::store::event_horizon`]): looks again on every new-event
@@ -53,12 +56,11 @@ pub fn spawn_event_horizon(
             let follow = async {
                 let mut listener = PgListener::connect_with(store.pool()).await?;
                 listener.listen(EVENTS_CHANNEL).await?;
+                let mut conn = store.pool().acquire().await?.detach();
                 loop {
                     // Listening first, so a commit after this look wakes
                     // the next one.
-                    if let Err(e) = store.advance_event_horizon(&mut horizon).await {
-                        tracing::warn!(error = %e, "cannot read the event log's horizon; retrying");
-                    }
+                    horizon.advance(&mut conn).await?;
                     let settled = horizon.settled();
                     sender.send_if_modified(|published| {
                         let moved = *published != settled;
@@ -70,22 +72,22 @@ pub fn spawn_event_horizon(
                     } else {
                         FALLBACK_POLL
                     };
+                    tokio::time::sleep(MIN_LOOK_INTERVAL).await;
                     tokio::select! {
                         notification = listener.recv() => { notification?; }
                         () = tokio::time::sleep(wait) => {}
                     }
-                    // Take every notification that queued meanwhile: one
-                    // look covers them all.
+                    // One look covers every notification queued meanwhile.
                     while listener.next_buffered().is_some() {}
                 }
                 #[allow(unreachable_code)]
-                Ok::<(), sqlx::Error>(())
+                Ok::<(), crate::store::StoreError>(())
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 result = follow => {
                     if let Err(e) = result {
-                        tracing::warn!(error = %e, "event listener lost its connection; reconnecting");
+                        tracing::warn!(error = %e, "cannot follow the event log; reconnecting");
                     }
                     // Anything missed meanwhile is read on the next look.
                     tokio::time::sleep(Duration::from_millis(500)).await;

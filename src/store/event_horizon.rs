@@ -17,9 +17,9 @@
 
 use std::collections::HashSet;
 
-use sqlx::Row as _;
+use sqlx::{PgConnection, Row as _};
 
-use super::{Result, Store};
+use super::Result;
 
 /// What one snapshot of the database shows of the event log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -113,52 +113,54 @@ impl EventHorizon {
     }
 }
 
-impl Store {
-    /// Looks at the event log from one snapshot: the newest id, up to
-    /// `limit` ids after `after`, and the transactions running.
-    pub async fn look_at_events(&self, after: i64, limit: i64) -> Result<Look> {
-        // One statement, so the ids and the running transactions come from
-        // the same snapshot.
-        let row = sqlx::query(
-            "SELECT coalesce((SELECT max(id) FROM events), 0) AS newest,
-                    ARRAY(SELECT id FROM events WHERE id > $1 ORDER BY id LIMIT $2) AS ids,
-                    ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
-                        AS running",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_one(&self.pool)
-        .await?;
-        let running: Vec<String> = row.try_get("running")?;
-        Ok(Look {
-            newest: row.try_get("newest")?,
-            ids: row.try_get("ids")?,
-            running: running
-                .iter()
-                .map(|x| {
-                    x.parse().map_err(|_| {
-                        super::StoreError::Corrupt(format!("transaction id `{x}` is not a number"))
-                    })
-                })
-                .collect::<Result<_>>()?,
-        })
-    }
-
-    /// Moves the horizon as far as the log allows now.
-    pub async fn advance_event_horizon(&self, horizon: &mut EventHorizon) -> Result<()> {
+impl EventHorizon {
+    /// Moves the horizon as far as the log allows now. `conn` is the
+    /// follower's own: it looks often, and a pooled connection would cost
+    /// a ping each time it goes back to the pool.
+    pub async fn advance(&mut self, conn: &mut PgConnection) -> Result<()> {
         const BATCH: i64 = 10_000;
         loop {
-            let before = horizon.settled();
+            let before = self.settled();
             // The first look needs only the newest id.
             let limit = if before.is_some() { BATCH } else { 0 };
-            let look = self.look_at_events(before.unwrap_or(0), limit).await?;
+            let look = look_at_events(conn, before.unwrap_or(0), limit).await?;
             let full = i64::try_from(look.ids.len()).is_ok_and(|n| n >= BATCH);
-            horizon.observe(&look);
-            if !full || horizon.settled() == before {
+            self.observe(&look);
+            if !full || self.settled() == before {
                 return Ok(());
             }
         }
     }
+}
+
+/// Looks at the event log from one snapshot: the newest id, up to `limit`
+/// ids after `after`, and the transactions running.
+async fn look_at_events(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Look> {
+    // One statement, so the ids and the running transactions come from
+    // the same snapshot.
+    let row = sqlx::query(
+        "SELECT coalesce((SELECT max(id) FROM events), 0) AS newest,
+                    ARRAY(SELECT id FROM events WHERE id > $1 ORDER BY id LIMIT $2) AS ids,
+                    ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
+                        AS running",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_one(&mut *conn)
+    .await?;
+    let running: Vec<String> = row.try_get("running")?;
+    Ok(Look {
+        newest: row.try_get("newest")?,
+        ids: row.try_get("ids")?,
+        running: running
+            .iter()
+            .map(|x| {
+                x.parse().map_err(|_| {
+                    super::StoreError::Corrupt(format!("transaction id `{x}` is not a number"))
+                })
+            })
+            .collect::<Result<_>>()?,
+    })
 }
 
 #[cfg(test)]

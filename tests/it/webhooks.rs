@@ -676,11 +676,9 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
 /// it (transactions of other tests may run: wait for them).
 async fn settled_horizon(store: &meridian::store::Store) -> i64 {
     let mut horizon = meridian::store::event_horizon::EventHorizon::default();
+    let mut conn = store.pool().acquire().await.expect("connection");
     for _ in 0..500 {
-        store
-            .advance_event_horizon(&mut horizon)
-            .await
-            .expect("read the horizon");
+        horizon.advance(&mut conn).await.expect("read the horizon");
         if let Some(upto) = horizon.settled() {
             return upto;
         }
