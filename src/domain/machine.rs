@@ -15,8 +15,15 @@ pub const ENGINE_ACTOR: &str = "engine";
 /// Knobs of the machine, set by the engine's configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct Tuning {
-    /// How often a target that is rolling out (or baking) is looked at.
+    /// How often a target that is rolling out (or being restored) is
+    /// looked at; a watch usually says sooner when it finished.
     pub observe_interval: Duration,
+    /// How often a target already rolled out (baking, or waiting for an
+    /// approval, a window or a resume) is looked at, to see it stays so. A
+    /// bake's end always looks first, so this only sets how soon a cluster
+    /// that stops being ready restarts the bake; polling every second
+    /// instead made a thousand baking rollouts a thousand ticks a second.
+    pub settled_observe_interval: Duration,
     /// Consecutive transient errors (unreachable cluster, 5xx) before a
     /// target is declared failed.
     pub max_consecutive_errors: u32,
@@ -28,6 +35,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             observe_interval: Duration::seconds(1),
+            settled_observe_interval: Duration::seconds(5),
             max_consecutive_errors: 5,
             retry_backoff: Duration::seconds(2),
         }
@@ -386,8 +394,15 @@ impl Rollout {
         }
         let mut wake: Option<DateTime<Utc>> = None;
         let mut at = |t: DateTime<Utc>| wake = Some(wake.map_or(t, |w| w.min(t)));
-        if !self.targets_to_observe().is_empty() {
-            at(now + tuning.observe_interval);
+        let observed = self.targets_to_observe();
+        if !observed.is_empty() {
+            let settled = observed.iter().all(|t| t.state == TargetState::RolledOut);
+            at(now
+                + if settled {
+                    tuning.settled_observe_interval
+                } else {
+                    tuning.observe_interval
+                });
         }
         match self.state {
             S::Pending => at(now),

@@ -1041,11 +1041,14 @@ fn operator_actions() -> BoxedStrategy<Vec<(i64, OperatorAction)>> {
 }
 
 fn tuning() -> impl Strategy<Value = Tuning> {
-    (1i64..=15, 1u32..=5, 1i64..=20).prop_map(|(observe, errors, backoff)| Tuning {
-        observe_interval: secs(observe),
-        max_consecutive_errors: errors,
-        retry_backoff: secs(backoff),
-    })
+    (1i64..=15, 0i64..=30, 1u32..=5, 1i64..=20).prop_map(
+        |(observe, settled_extra, errors, backoff)| Tuning {
+            observe_interval: secs(observe),
+            settled_observe_interval: secs(observe + settled_extra),
+            max_consecutive_errors: errors,
+            retry_backoff: secs(backoff),
+        },
+    )
 }
 
 fn case(
@@ -1487,6 +1490,7 @@ fn a_stage_promotes_exactly_when_its_bake_time_ends() {
     );
     // Observations rarer than the bake, so the wake is the bake's end.
     case.tuning.observe_interval = secs(600);
+    case.tuning.settled_observe_interval = secs(600);
     let mut bench = Bench::new(&case);
     assert_eq!(applies_in(&bench.tick(0)), ["s0-c0"]);
     bench.at(0, applied("s0-c0"));
@@ -1867,4 +1871,32 @@ fn verdict_or_panic(run: &Run) {
     if let Err(e) = check_invariants(run) {
         panic!("{e}\n{}", describe(run));
     }
+}
+
+#[test]
+fn a_cluster_rolling_out_is_looked_at_often_and_a_rolled_out_one_only_to_see_it_stays_so() {
+    let mut case = case_of(
+        vec![(vec![HEALTHY, HEALTHY], 2, 600, false)],
+        FailurePolicy::Rollback,
+    );
+    case.tuning.observe_interval = secs(1);
+    case.tuning.settled_observe_interval = secs(30);
+    let mut bench = Bench::new(&case);
+    assert_eq!(applies_in(&bench.tick(0)), ["s0-c0", "s0-c1"]);
+    bench.at(0, applied("s0-c0"));
+    bench.at(0, applied("s0-c1"));
+    assert_eq!(bench.wake(0), Some(1), "both roll out");
+    bench.at(3, observed("s0-c0", Progress::Complete));
+    assert_eq!(bench.wake(3), Some(4), "one still rolls out");
+    bench.at(4, observed("s0-c1", Progress::Complete));
+    assert_eq!(kinds(&bench.tick(4)), [EventKind::StageBaking]);
+    assert_eq!(
+        bench.wake(4),
+        Some(34),
+        "baking: looked at to see it stays so"
+    );
+    // A cluster that stops being ready is looked at often again.
+    bench.at(34, observed("s0-c1", not_ready()));
+    assert_eq!(bench.target("s0-c1"), TargetState::Progressing);
+    assert_eq!(bench.wake(34), Some(35));
 }
