@@ -10,9 +10,11 @@
 //! id missing from the visible ones, the horizon waits: whoever drew the
 //! missing id drew it before the next visible id was drawn, and had its
 //! transaction id before that (see `insert_events_cte`), so it is one of
-//! the transactions the snapshot saw running, or it has ended. Once every
-//! one of those has ended, the missing id is final: it will never appear,
-//! and the horizon moves past it. A follower per process keeps the horizon
+//! the transactions of this database the snapshot saw running, or it has
+//! ended. Once every one of those has ended, the missing id is final: it
+//! will never appear, and the horizon moves past it. A transaction left
+//! open in this database holds a gap up as long as it stays open (readers
+//! wait, writers never do); other databases on the server do not. A follower per process keeps the horizon
 //! ([`crate::api::spawn_event_horizon`]); this module is its arithmetic.
 
 use std::collections::HashSet;
@@ -134,33 +136,50 @@ impl EventHorizon {
 }
 
 /// Looks at the event log from one snapshot: the newest id, up to `limit`
-/// ids after `after`, and the transactions running.
+/// ids after `after`, and the transactions running in this database.
 async fn look_at_events(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Look> {
-    // One statement, so the ids and the running transactions come from
-    // the same snapshot.
+    // One statement, so the ids and the running transactions come from the
+    // same snapshot. Transaction ids are the whole server's: a long
+    // transaction of another database (another application sharing the
+    // server) cannot write our events, and must not hold up our readers,
+    // so only this database's are kept. Activity is read after the
+    // snapshot, so a writer running at the snapshot is either still listed
+    // or has ended.
     let row = sqlx::query(
         "SELECT coalesce((SELECT max(id) FROM events), 0) AS newest,
-                    ARRAY(SELECT id FROM events WHERE id > $1 ORDER BY id LIMIT $2) AS ids,
-                    ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
-                        AS running",
+                ARRAY(SELECT id FROM events WHERE id > $1 ORDER BY id LIMIT $2) AS ids,
+                ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x)
+                    AS running,
+                ARRAY(SELECT backend_xid::text FROM pg_stat_activity
+                       WHERE datname = current_database() AND backend_xid IS NOT NULL)
+                    AS here",
     )
     .bind(after)
     .bind(limit)
     .fetch_one(&mut *conn)
     .await?;
-    let running: Vec<String> = row.try_get("running")?;
+    let running: Vec<u64> = parse_ids(row.try_get("running")?)?;
+    // `backend_xid` is the 32-bit form of the snapshot's 64-bit ids.
+    let here: HashSet<u64> = parse_ids(row.try_get("here")?)?.into_iter().collect();
     Ok(Look {
         newest: row.try_get("newest")?,
         ids: row.try_get("ids")?,
         running: running
-            .iter()
-            .map(|x| {
-                x.parse().map_err(|_| {
-                    super::StoreError::Corrupt(format!("transaction id `{x}` is not a number"))
-                })
-            })
-            .collect::<Result<_>>()?,
+            .into_iter()
+            .filter(|x| here.contains(&(x & u64::from(u32::MAX))))
+            .collect(),
     })
+}
+
+fn parse_ids(texts: Vec<String>) -> Result<Vec<u64>> {
+    texts
+        .iter()
+        .map(|x| {
+            x.parse().map_err(|_| {
+                super::StoreError::Corrupt(format!("transaction id `{x}` is not a number"))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

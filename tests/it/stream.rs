@@ -201,3 +201,70 @@ async fn an_event_committed_after_a_newer_one_is_still_streamed_first_and_a_roll
         "in id order, the slow writer's event included, the rolled-back one absent"
     );
 }
+
+#[tokio::test]
+async fn a_long_transaction_of_another_database_on_the_server_does_not_hold_up_the_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = TestDb::new().await;
+    let sim = Sim::start(dir.path()).await;
+    let plan =
+        "  - name: one\n    stages:\n      - {name: all, clusters: {names: [use1-canary]}}\n";
+    let config = write_config(
+        dir.path(),
+        &sim.kubeconfig,
+        plan,
+        &app_yaml("shop", "one", 1, 20),
+    );
+    let server = ServerBuilder::new(&db.url, &config, dir.path(), "server")
+        .start()
+        .await;
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let base: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM events")
+        .fetch_one(&pool)
+        .await
+        .expect("newest event");
+    let url = format!("{}/api/v1/events/stream", server.api.base);
+    let reader = tokio::spawn(async move {
+        read_events(&url, Some(base), |seen| {
+            seen.iter().any(|(_, k)| k == "test_after_gap")
+        })
+        .await
+    });
+
+    // Another application on the same PostgreSQL server keeps a writing
+    // transaction open.
+    let neighbour = TestDb::new().await;
+    let mut elsewhere = neighbour.connect().await;
+    sqlx::query("BEGIN")
+        .execute(&mut elsewhere)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut elsewhere)
+        .await
+        .expect("take a transaction id");
+
+    // A gap in our ids: a writer rolled back, the next one committed.
+    let mut gone = pool.begin().await.expect("begin");
+    append_event(&mut gone, "test_rolled_back").await;
+    gone.rollback().await.expect("rollback");
+    let mut after = pool.begin().await.expect("begin");
+    let after_id = append_event(&mut after, "test_after_gap").await;
+    after.commit().await.expect("commit");
+    announce(&pool).await;
+
+    let streamed = tokio::time::timeout(std::time::Duration::from_secs(20), reader)
+        .await
+        .expect("the event after the gap is streamed while the other database's transaction runs")
+        .expect("reader task");
+    let ours: Vec<i64> = streamed
+        .iter()
+        .filter(|(_, k)| k.starts_with("test_"))
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(ours, [after_id]);
+    sqlx::query("ROLLBACK")
+        .execute(&mut elsewhere)
+        .await
+        .expect("rollback");
+}
