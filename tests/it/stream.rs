@@ -126,37 +126,68 @@ async fn announce(pool: &sqlx::PgPool) {
         .expect("notify");
 }
 
+/// One server over a fresh database, and a connection pool to write
+/// events beside it as concurrent transactions would.
+struct EventLog {
+    pool: sqlx::PgPool,
+    stream_url: String,
+    _server: crate::support::Server,
+    _sim: Sim,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl EventLog {
+    async fn start() -> EventLog {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = TestDb::new().await;
+        let sim = Sim::start(dir.path()).await;
+        let plan =
+            "  - name: one\n    stages:\n      - {name: all, clusters: {names: [use1-canary]}}\n";
+        let config = write_config(
+            dir.path(),
+            &sim.kubeconfig,
+            plan,
+            &app_yaml("shop", "one", 1, 20),
+        );
+        let server = ServerBuilder::new(&db.url, &config, dir.path(), "server")
+            .start()
+            .await;
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+        EventLog {
+            pool,
+            stream_url: format!("{}/api/v1/events/stream", server.api.base),
+            _server: server,
+            _sim: sim,
+            _db: db,
+            _dir: dir,
+        }
+    }
+
+    /// Reads the stream, from after the newest event now (so it cannot
+    /// start past what the test writes), until an event of kind `last`.
+    async fn stream_until(
+        &self,
+        last: &'static str,
+    ) -> tokio::task::JoinHandle<Vec<(i64, String)>> {
+        let base: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("newest event");
+        let url = self.stream_url.clone();
+        tokio::spawn(async move {
+            read_events(&url, Some(base), |seen| seen.iter().any(|(_, k)| k == last)).await
+        })
+    }
+}
+
 #[tokio::test]
 async fn an_event_committed_after_a_newer_one_is_still_streamed_first_and_a_rolled_back_id_holds_nothing_up()
  {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDb::new().await;
-    let sim = Sim::start(dir.path()).await;
-    let plan =
-        "  - name: one\n    stages:\n      - {name: all, clusters: {names: [use1-canary]}}\n";
-    let config = write_config(
-        dir.path(),
-        &sim.kubeconfig,
-        plan,
-        &app_yaml("shop", "one", 1, 20),
-    );
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "server")
-        .start()
-        .await;
-    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
-    let url = format!("{}/api/v1/events/stream", server.api.base);
-    // Resume after what exists now, so the stream cannot start past ours.
-    let base: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM events")
-        .fetch_one(&pool)
-        .await
-        .expect("newest event");
+    let log = EventLog::start().await;
+    let pool = &log.pool;
     // Up to the last event written: a stream that skipped one shows it.
-    let reader = tokio::spawn(async move {
-        read_events(&url, Some(base), |seen| {
-            seen.iter().any(|(_, k)| k == "test_after_rollback")
-        })
-        .await
-    });
+    let reader = log.stream_until("test_after_rollback").await;
 
     // A slow writer draws the smaller id and stays open...
     let mut slow = pool.begin().await.expect("begin");
@@ -165,7 +196,7 @@ async fn an_event_committed_after_a_newer_one_is_still_streamed_first_and_a_roll
     let mut fast = pool.begin().await.expect("begin");
     let fast_id = append_event(&mut fast, "test_fast").await;
     fast.commit().await.expect("commit");
-    announce(&pool).await;
+    announce(pool).await;
     assert!(fast_id > slow_id);
     // A writer that draws an id and rolls back leaves a gap for good.
     let mut gone = pool.begin().await.expect("begin");
@@ -174,14 +205,14 @@ async fn an_event_committed_after_a_newer_one_is_still_streamed_first_and_a_roll
     let mut after = pool.begin().await.expect("begin");
     let after_id = append_event(&mut after, "test_after_rollback").await;
     after.commit().await.expect("commit");
-    announce(&pool).await;
+    announce(pool).await;
     assert!(after_id > gone_id);
 
     // Whatever the stream sends meanwhile, it cannot send the fast event
     // before the slow one: the slow one commits only now.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     slow.commit().await.expect("commit");
-    announce(&pool).await;
+    announce(pool).await;
 
     let streamed = tokio::time::timeout(std::time::Duration::from_secs(30), reader)
         .await
@@ -204,32 +235,9 @@ async fn an_event_committed_after_a_newer_one_is_still_streamed_first_and_a_roll
 
 #[tokio::test]
 async fn a_long_transaction_of_another_database_on_the_server_does_not_hold_up_the_stream() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = TestDb::new().await;
-    let sim = Sim::start(dir.path()).await;
-    let plan =
-        "  - name: one\n    stages:\n      - {name: all, clusters: {names: [use1-canary]}}\n";
-    let config = write_config(
-        dir.path(),
-        &sim.kubeconfig,
-        plan,
-        &app_yaml("shop", "one", 1, 20),
-    );
-    let server = ServerBuilder::new(&db.url, &config, dir.path(), "server")
-        .start()
-        .await;
-    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
-    let base: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM events")
-        .fetch_one(&pool)
-        .await
-        .expect("newest event");
-    let url = format!("{}/api/v1/events/stream", server.api.base);
-    let reader = tokio::spawn(async move {
-        read_events(&url, Some(base), |seen| {
-            seen.iter().any(|(_, k)| k == "test_after_gap")
-        })
-        .await
-    });
+    let log = EventLog::start().await;
+    let pool = &log.pool;
+    let reader = log.stream_until("test_after_gap").await;
 
     // Another application on the same PostgreSQL server keeps a writing
     // transaction open.
@@ -251,7 +259,7 @@ async fn a_long_transaction_of_another_database_on_the_server_does_not_hold_up_t
     let mut after = pool.begin().await.expect("begin");
     let after_id = append_event(&mut after, "test_after_gap").await;
     after.commit().await.expect("commit");
-    announce(&pool).await;
+    announce(pool).await;
 
     let streamed = tokio::time::timeout(std::time::Duration::from_secs(20), reader)
         .await
