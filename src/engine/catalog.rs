@@ -2,13 +2,14 @@
 //! moment instead of read on every tick. Catalog changes are rare and a
 //! rollout pins what it needs (release, plan version), so a change showing
 //! up one refresh later costs nothing; reading 100 clusters per tick at a
-//! thousand ticks a second would.
+//! thousand ticks a second would. Plan versions never change once
+//! written, so those are kept for good.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::domain::{Application, Cluster};
+use crate::domain::{Application, Cluster, Plan};
 use crate::store::{Store, StoreError};
 
 /// How long a read of the catalog is reused. Every catalog write also
@@ -24,6 +25,8 @@ pub type Clusters = Arc<HashMap<String, Cluster>>;
 pub struct CatalogCache {
     clusters: Mutex<Option<(Instant, Clusters)>>,
     applications: Mutex<HashMap<String, (Instant, Arc<Application>)>>,
+    /// By name and version: a stored version is never rewritten.
+    plans: Mutex<HashMap<(String, i32), Arc<Plan>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,6 +60,23 @@ impl CatalogCache {
     pub fn clear(&self) {
         *lock(&self.clusters) = None;
         lock(&self.applications).clear();
+    }
+
+    /// A plan version, read once: a rollout pins the version it started
+    /// with, and gate ticks ask for it at every gate interval.
+    pub async fn plan(
+        &self,
+        store: &Store,
+        name: &str,
+        version: i32,
+    ) -> Result<Arc<Plan>, StoreError> {
+        let key = (name.to_owned(), version);
+        if let Some(plan) = lock(&self.plans).get(&key) {
+            return Ok(Arc::clone(plan));
+        }
+        let plan = Arc::new(store.plan(name, version).await?);
+        lock(&self.plans).insert(key, Arc::clone(&plan));
+        Ok(plan)
     }
 
     pub async fn application(

@@ -3,6 +3,7 @@
 //! machine understands and a reading the store keeps.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::future::join_all;
 
@@ -33,7 +34,7 @@ pub struct HealthClients {
 /// Everything needed to judge one rollout's gates in one tick.
 pub(super) struct GateContext<'a> {
     pub clients: &'a HealthClients,
-    pub plan: Plan,
+    pub plan: Arc<Plan>,
     pub application: &'a Application,
     pub release: &'a ReleaseRecord,
     pub clusters: &'a HashMap<String, Cluster>,
@@ -55,12 +56,18 @@ impl GateContext<'_> {
     pub(super) async fn load<'a>(
         store: &Store,
         clients: &'a HealthClients,
-        plan: Plan,
+        plan: Arc<Plan>,
         application: &'a Application,
         release: &'a ReleaseRecord,
         clusters: &'a HashMap<String, Cluster>,
     ) -> anyhow::Result<GateContext<'a>> {
-        let running_versions = store.running_versions(&application.name).await?;
+        // Only gates compare with what runs now; a plan without gates
+        // (its pre-check is then empty) need not read it.
+        let running_versions = if plan.gates.is_empty() {
+            HashMap::new()
+        } else {
+            store.running_versions(&application.name).await?
+        };
         Ok(GateContext {
             clients,
             plan,

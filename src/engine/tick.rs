@@ -64,7 +64,10 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
     let waiting_in_queue =
         machine.state == crate::domain::RolloutState::Pending && queued_behind_another;
     if !waiting_in_queue && (machine.needs_precheck() || !machine.gates_due(now).is_empty()) {
-        let plan = store.plan(&record.plan_name, record.plan_version).await?;
+        let plan = inner
+            .catalog
+            .plan(store, &record.plan_name, record.plan_version)
+            .await?;
         let gates = GateContext::load(
             store,
             &inner.health,
