@@ -31,6 +31,12 @@ pub struct Args {
     /// Bake time of every stage.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     bake: std::time::Duration,
+    /// Spread the capacity runs' rollout creations evenly over this long
+    /// (0: all at once, in lockstep). With a spread the stages of different
+    /// rollouts end at different moments, which shows the overhead at a
+    /// sustained rate instead of the drain time of one burst.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    spread: std::time::Duration,
     /// Rollouts of the light-load transition run (after a run of one alone).
     #[arg(long, default_value_t = 20)]
     light: usize,

@@ -16,6 +16,8 @@ pub struct Report {
     pub command: String,
     pub simulated_rollout_ms: f64,
     pub bake_ms: f64,
+    /// Capacity runs' creations spread over this long (0: at once).
+    pub spread_ms: f64,
     /// One rollout alone, then `--light` at once.
     pub light: Vec<Light>,
     pub reaction: Option<Reaction>,
@@ -31,6 +33,7 @@ impl Report {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             simulated_rollout_ms: rollout_time().as_secs_f64() * 1000.0,
             bake_ms: args.bake.as_secs_f64() * 1000.0,
+            spread_ms: args.spread.as_secs_f64() * 1000.0,
             light: Vec::new(),
             reaction: None,
             capacity: None,
@@ -41,8 +44,16 @@ impl Report {
 
     pub fn print(&self) {
         println!("\nMeridian fleet benchmark on {}", self.machine);
+        let spread = if self.spread_ms > 0.0 {
+            format!(
+                ", capacity rollouts created over {:.0} s",
+                self.spread_ms / 1000.0
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "simulated roll-out {:.0} ms per cluster, bake {:.0} ms per stage\n",
+            "simulated roll-out {:.0} ms per cluster, bake {:.0} ms per stage{spread}\n",
             self.simulated_rollout_ms, self.bake_ms
         );
         println!("{:<52} {:>9} {:>9} {:>9}", "", "median", "p99", "max");

@@ -114,7 +114,7 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         world.proxy.by_statement().into_iter().collect();
     let started = Instant::now();
     let ids = world
-        .release_all(&apps(args.rollouts), "1.0.0", GOOD_IMAGE)
+        .release_spread(&apps(args.rollouts), "1.0.0", GOOD_IMAGE, args.spread)
         .await?;
     world.wait_all_finished("capacity", RUN_LIMIT).await?;
     let wall = started.elapsed();

@@ -186,12 +186,31 @@ impl World {
         version: &str,
         image: &str,
     ) -> anyhow::Result<Vec<uuid::Uuid>> {
+        self.release_spread(apps, version, image, Duration::ZERO)
+            .await
+    }
+
+    /// Creates the releases, the `i`-th of `n` no sooner than
+    /// `spread * i / n` from now.
+    pub async fn release_spread(
+        &self,
+        apps: &[String],
+        version: &str,
+        image: &str,
+        spread: Duration,
+    ) -> anyhow::Result<Vec<uuid::Uuid>> {
         use futures::StreamExt as _;
-        let results: Vec<anyhow::Result<uuid::Uuid>> = futures::stream::iter(apps)
-            .map(|app| self.release(app, version, image))
-            .buffered(32)
-            .collect()
-            .await;
+        let start = tokio::time::Instant::now();
+        let n = u32::try_from(apps.len().max(1)).unwrap_or(u32::MAX);
+        let results: Vec<anyhow::Result<uuid::Uuid>> =
+            futures::stream::iter(apps.iter().zip(0u32..))
+                .map(|(app, i)| async move {
+                    tokio::time::sleep_until(start + spread * i / n).await;
+                    self.release(app, version, image).await
+                })
+                .buffered(32)
+                .collect()
+                .await;
         results.into_iter().collect()
     }
 
