@@ -48,11 +48,15 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let options = SimOptions {
+    env_with(SimOptions {
         replica_ready_after: Duration::from_millis(40),
         observe_delay: Duration::from_millis(30),
         ..SimOptions::default()
-    };
+    })
+    .await
+}
+
+async fn env_with(options: SimOptions) -> Env {
     let sim = SimFleet::start(vec![SimClusterSpec::new(CLUSTER, "europe")], options)
         .await
         .expect("sim starts");
@@ -553,5 +557,54 @@ async fn watches_report_a_workload_once_it_finished_not_at_every_step() {
         assert_eq!(progress, RolloutProgress::Complete, "release {version}");
         while seen.try_recv().is_ok() {}
     }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn watches_report_a_rolled_out_workload_that_lost_its_pods_before_it_recovers() {
+    // Replacement pods take 2 s, so what a wake-up finds tells which
+    // change woke it.
+    let env = env_with(SimOptions {
+        replica_ready_after: Duration::from_secs(2),
+        observe_delay: Duration::from_millis(30),
+        ..SimOptions::default()
+    })
+    .await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let (changes, mut seen) = tokio::sync::mpsc::channel(64);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    spawn_watches(
+        &env.kubeconfig,
+        &[(CLUSTER.to_owned(), CLUSTER.to_owned())],
+        changes,
+        shutdown.clone(),
+    )
+    .await
+    .expect("watches start");
+    let (_, manifests) = release("web", "1.0.0");
+    fleet.apply(CLUSTER, &manifests).await.expect("applies");
+    let mut next_progress = async || {
+        tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("a change within 10 s")
+            .expect("the watch is running");
+        fleet
+            .rollout_progress(CLUSTER, &manifests)
+            .await
+            .expect("readable")
+    };
+    assert_eq!(next_progress().await, RolloutProgress::Complete);
+
+    let cluster = env.sim.cluster(CLUSTER).expect("cluster");
+    assert!(cluster.lose_pods("Deployment", NAMESPACE, "web"));
+    assert!(
+        matches!(next_progress().await, RolloutProgress::Progressing { .. }),
+        "woken while the replacements are not ready yet"
+    );
+    assert_eq!(
+        next_progress().await,
+        RolloutProgress::Complete,
+        "and again once they are"
+    );
     shutdown.cancel();
 }

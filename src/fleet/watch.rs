@@ -1,13 +1,15 @@
 //! Watches the workloads Meridian manages on every cluster, so that a
-//! rollout is looked at the moment a workload finishes or fails instead of
-//! on the next poll. A watch is only a hint: whatever it misses (a
-//! reconnect, a cluster registered after start) the engine's polling still
-//! catches.
+//! rollout is looked at the moment a workload finishes, fails or stops
+//! being rolled out, instead of on the next poll. A watch is only a hint:
+//! whatever it misses (a reconnect, a cluster registered after start) the
+//! engine's polling still catches.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, WatchEvent, WatchParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -32,6 +34,38 @@ pub struct WorkloadChanged {
 const WATCH_SECONDS: u32 = 240;
 /// Wait before re-opening a watch that failed.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// What a watch last saw of each workload: its generation and whether it
+/// was rolled out.
+#[derive(Default)]
+struct Seen(HashMap<(String, String), (Option<i64>, bool)>);
+
+impl Seen {
+    /// A rollout only decides something when a workload finished, failed,
+    /// or stopped being rolled out without a new spec (pods lost: the bake
+    /// starts again). Waking it for every step of a roll-out (spec seen,
+    /// one more pod ready) costs a tick that finds nothing to do; its
+    /// polling still shows the steps.
+    fn worth_a_wake(&mut self, meta: &ObjectMeta, progress: &RolloutProgress) -> bool {
+        let complete = matches!(progress, RolloutProgress::Complete);
+        let before = self.0.insert(key_of(meta), (meta.generation, complete));
+        match progress {
+            RolloutProgress::Complete | RolloutProgress::Failed { .. } => true,
+            RolloutProgress::Progressing { .. } => before == Some((meta.generation, true)),
+        }
+    }
+
+    fn forget(&mut self, meta: &ObjectMeta) {
+        self.0.remove(&key_of(meta));
+    }
+}
+
+fn key_of(meta: &ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
 
 /// Starts one watch per cluster and workload kind; changes go to `sink`
 /// until `shutdown`. A cluster whose client cannot be built is logged and
@@ -96,6 +130,7 @@ async fn watch_forever<K>(
     // "0": start from any recent state; the ADDED events it replays only
     // wake rollouts that would be looked at anyway.
     let mut version = "0".to_owned();
+    let mut seen = Seen::default();
     loop {
         let stream = match api.watch(&params, &version).await {
             Ok(stream) => stream,
@@ -113,12 +148,7 @@ async fn watch_forever<K>(
                     if let Some(v) = &meta.resource_version {
                         version.clone_from(v);
                     }
-                    // A rollout only decides something when a workload
-                    // finished or failed; waking it for every step in
-                    // between (spec seen, one more pod ready) costs a tick
-                    // that finds nothing to do. Its polling still shows the
-                    // steps.
-                    if matches!(progress(&object), RolloutProgress::Progressing { .. }) {
+                    if !seen.worth_a_wake(meta, &progress(&object)) {
                         continue;
                     }
                     let changed = WorkloadChanged {
@@ -133,6 +163,7 @@ async fn watch_forever<K>(
                     if let Some(v) = &object.meta().resource_version {
                         version.clone_from(v);
                     }
+                    seen.forget(object.meta());
                 }
                 Ok(Some(WatchEvent::Bookmark(bookmark))) => {
                     version = bookmark.metadata.resource_version;

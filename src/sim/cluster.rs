@@ -151,6 +151,13 @@ impl SimClusterHandle {
         self.inner.store().images(kind, namespace, name)
     }
 
+    /// Takes every pod of a workload away now; false when there is none.
+    pub fn lose_pods(&self, kind: &str, namespace: &str, name: &str) -> bool {
+        self.inner
+            .store()
+            .lose_pods(kind, namespace, name, crate::clock::now())
+    }
+
     /// The error rate a Deployment's current images serve, with the images.
     pub fn app_error_rate(&self, namespace: &str, name: &str) -> Option<(f64, Vec<String>)> {
         self.inner.store().app_error_rate(namespace, name)

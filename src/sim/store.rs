@@ -503,6 +503,40 @@ impl ClusterStore {
         self.rates.set(image_substring, rate);
     }
 
+    /// Takes every pod of a workload away at `now` (see
+    /// [`WorkloadSim::lose_pods`]); false when there is no such workload.
+    pub fn lose_pods(
+        &mut self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(kind) = kinds::by_name(kind) else {
+            return false;
+        };
+        let object_key = key(kind, namespace, name);
+        self.refresh(&object_key, now);
+        let Some(stored) = self.objects.get_mut(&object_key) else {
+            return false;
+        };
+        let Some(workload) = &mut stored.workload else {
+            return false;
+        };
+        let sink = MetricsSink {
+            metrics: &mut self.metrics,
+            rates: &self.rates,
+            namespace,
+            app: name,
+        };
+        workload.lose_pods(name, &stored.object, now, self.env, sink);
+        stored.settled = false;
+        stored.status_fresh_until = None;
+        // Watches wait for the next foreseen change; this one was not.
+        self.writes.send_replace(self.resource_version);
+        true
+    }
+
     pub fn apply_log(&self) -> Vec<ApplyRecord> {
         self.apply_log.clone()
     }

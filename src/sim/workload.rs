@@ -109,6 +109,28 @@ impl WorkloadSim {
         };
     }
 
+    /// Every pod is lost at `now` (a node failure, an eviction): the same
+    /// spec starts over with no pods, so the workload is not rolled out
+    /// until replacements are ready. The last written status holds until
+    /// the controller observes the loss.
+    pub fn lose_pods(
+        &mut self,
+        name: &str,
+        object: &Value,
+        now: DateTime<Utc>,
+        env: ControllerEnv,
+        sink: MetricsSink<'_>,
+    ) {
+        self.advance_metrics(now, env, sink);
+        let frozen = self.status(name, object, now, env);
+        self.epoch = Epoch {
+            start: now,
+            initial: Vec::new(),
+            frozen_status: frozen,
+            ..self.epoch.clone()
+        };
+    }
+
     /// The status a controller would have written by `now`.
     pub fn status(
         &self,
