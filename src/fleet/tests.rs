@@ -72,6 +72,27 @@ async fn env_with(options: SimOptions) -> Env {
 }
 
 impl Env {
+    /// The workload watches on the cluster: what they report, and how to
+    /// stop them.
+    async fn watch(
+        &self,
+    ) -> (
+        tokio::sync::mpsc::Receiver<WorkloadChanged>,
+        tokio_util::sync::CancellationToken,
+    ) {
+        let (changes, seen) = tokio::sync::mpsc::channel(64);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        spawn_watches(
+            &self.kubeconfig,
+            &[(CLUSTER.to_owned(), CLUSTER.to_owned())],
+            changes,
+            shutdown.clone(),
+        )
+        .await
+        .expect("watches start");
+        (seen, shutdown)
+    }
+
     async fn fleet(&self, opts: FleetOptions) -> Fleet {
         Fleet::connect(
             &self.kubeconfig,
@@ -524,16 +545,7 @@ async fn unsupported_manifests_are_rejected_before_any_request() {
 async fn watches_report_a_workload_once_it_finished_not_at_every_step() {
     let env = env().await;
     let fleet = env.fleet(FleetOptions::default()).await;
-    let (changes, mut seen) = tokio::sync::mpsc::channel(64);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    spawn_watches(
-        &env.kubeconfig,
-        &[(CLUSTER.to_owned(), CLUSTER.to_owned())],
-        changes,
-        shutdown.clone(),
-    )
-    .await
-    .expect("watches start");
+    let (mut seen, shutdown) = env.watch().await;
     for version in ["1.0.0", "2.0.0"] {
         let (_, manifests) = release("web", version);
         fleet.apply(CLUSTER, &manifests).await.expect("applies");
@@ -571,16 +583,7 @@ async fn watches_report_a_rolled_out_workload_that_lost_its_pods_before_it_recov
     })
     .await;
     let fleet = env.fleet(FleetOptions::default()).await;
-    let (changes, mut seen) = tokio::sync::mpsc::channel(64);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    spawn_watches(
-        &env.kubeconfig,
-        &[(CLUSTER.to_owned(), CLUSTER.to_owned())],
-        changes,
-        shutdown.clone(),
-    )
-    .await
-    .expect("watches start");
+    let (mut seen, shutdown) = env.watch().await;
     let (_, manifests) = release("web", "1.0.0");
     fleet.apply(CLUSTER, &manifests).await.expect("applies");
     let mut next_progress = async || {
