@@ -326,8 +326,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        // Last: it holds the lock that orders every event writer until the
-        // commit.
         insert_events(
             &mut tx,
             Some(rollout_id),
