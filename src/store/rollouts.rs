@@ -813,6 +813,29 @@ macro_rules! insert_events_cte {
 }
 pub(super) use insert_events_cte;
 
+/// Binds, in this order, the four arrays `insert_events_cte!` reads from
+/// `events`: kinds, clusters, actors, messages.
+macro_rules! bind_events {
+    ($query:expr, $events:expr) => {
+        $query
+            .bind($events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+            .bind(
+                $events
+                    .iter()
+                    .map(|e| e.cluster.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind($events.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>())
+            .bind(
+                $events
+                    .iter()
+                    .map(|e| e.message.as_str())
+                    .collect::<Vec<_>>(),
+            )
+    };
+}
+pub(super) use bind_events;
+
 /// Appends events (of one rollout, or of none for catalog changes) in
 /// the order given.
 pub(super) async fn insert_events(
@@ -824,25 +847,18 @@ pub(super) async fn insert_events(
     if events.is_empty() {
         return Ok(());
     }
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let clusters: Vec<Option<&str>> = events.iter().map(|e| e.cluster.as_deref()).collect();
-    let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
-    let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
-    sqlx::query(concat!(
+    let query = sqlx::query(concat!(
         "WITH with_xid AS (SELECT pg_current_xact_id()), ",
         insert_events_cte!("$1", "$6", "$7", "$2", "$3", "$4", "$5"),
         " SELECT pg_notify($8, max(id)::text) FROM inserted"
     ))
-    .bind(rollout_id)
-    .bind(&kinds)
-    .bind(&clusters)
-    .bind(&actors)
-    .bind(&messages)
-    .bind(lease.map(|l| l.worker.as_str()))
-    .bind(lease.map(|l| l.token))
-    .bind(EVENTS_CHANNEL)
-    .execute(&mut *conn)
-    .await?;
+    .bind(rollout_id);
+    bind_events!(query, events)
+        .bind(lease.map(|l| l.worker.as_str()))
+        .bind(lease.map(|l| l.token))
+        .bind(EVENTS_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::rollouts::{MachineDoc, insert_events_cte};
+use super::rollouts::{MachineDoc, bind_events, insert_events_cte};
 use super::{EVENTS_CHANNEL, Lease, Result, Store, StoreError, WAKE_CHANNEL, catalog::to_json};
 use crate::domain::{
     NewEvent, Rollout, Target,
@@ -178,8 +178,7 @@ async fn write_all(
     let reading_column = |f: fn(&Reading) -> Option<f64>| -> Vec<Option<f64>> {
         readings.iter().map(|(_, r)| f(r)).collect()
     };
-    let events = tick.events;
-    let (version, _, _): (Option<i64>, i64, i64) = bind_row!(sqlx::query_as(sql), lease, tick)
+    let query = bind_row!(sqlx::query_as(sql), lease, tick)
         // Targets.
         .bind(
             targets
@@ -258,22 +257,8 @@ async fn write_all(
                 .map(|(_, r)| r.query.as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind(readings.iter().map(|(_, r)| r.taken_at).collect::<Vec<_>>())
-        // Events.
-        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.cluster.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.message.as_str())
-                .collect::<Vec<_>>(),
-        )
+        .bind(readings.iter().map(|(_, r)| r.taken_at).collect::<Vec<_>>());
+    let (version, _, _): (Option<i64>, i64, i64) = bind_events!(query, tick.events)
         .bind(EVENTS_CHANNEL)
         .bind(WAKE_CHANNEL)
         .fetch_one(&mut *conn)
