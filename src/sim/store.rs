@@ -405,8 +405,7 @@ impl ClusterStore {
                 field_manager: manager.to_owned(),
             });
         }
-        stored.settled = false;
-        stored.status_fresh_until = None;
+        stored.status_may_change();
         self.objects.insert(object_key, stored);
         self.writes.send_replace(self.resource_version);
         Ok(ApplyResponse { object, created })
@@ -530,8 +529,7 @@ impl ClusterStore {
             app: name,
         };
         workload.lose_pods(name, &stored.object, now, self.env, sink);
-        stored.settled = false;
-        stored.status_fresh_until = None;
+        stored.status_may_change();
         // Watches wait for the next foreseen change; this one was not.
         self.writes.send_replace(self.resource_version);
         true

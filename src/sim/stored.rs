@@ -87,6 +87,13 @@ impl Stored {
         }
     }
 
+    /// The object was written, or its pods changed by hand: what the
+    /// status will be must be worked out again.
+    pub fn status_may_change(&mut self) {
+        self.settled = false;
+        self.status_fresh_until = None;
+    }
+
     /// When the status may next change by itself (see
     /// [`WorkloadSim::next_change_after`]); `None` for settled objects.
     pub fn next_status_change(

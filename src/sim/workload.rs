@@ -99,20 +99,16 @@ impl WorkloadSim {
         env: ControllerEnv,
         sink: MetricsSink<'_>,
     ) {
-        self.advance_metrics(now, env, sink);
-        let pods = self.epoch.at(now, env.timing);
-        let frozen = self.status(name, object, now, env);
-        self.epoch = Epoch {
-            initial: pods.groups,
-            frozen_status: frozen,
+        let next = Epoch {
+            initial: self.epoch.at(now, env.timing).groups,
             ..new_epoch(self.kind, object, now, env)
         };
+        self.start_epoch(name, object, now, env, sink, next);
     }
 
     /// Every pod is lost at `now` (a node failure, an eviction): the same
     /// spec starts over with no pods, so the workload is not rolled out
-    /// until replacements are ready. The last written status holds until
-    /// the controller observes the loss.
+    /// until replacements are ready.
     pub fn lose_pods(
         &mut self,
         name: &str,
@@ -121,13 +117,31 @@ impl WorkloadSim {
         env: ControllerEnv,
         sink: MetricsSink<'_>,
     ) {
+        let next = Epoch {
+            initial: Vec::new(),
+            ..self.epoch.clone()
+        };
+        self.start_epoch(name, object, now, env, sink, next);
+    }
+
+    /// Accounts the traffic up to `now`, then starts `next` (with the pods
+    /// it begins with) at `now`; the last written status holds until the
+    /// controller observes the change.
+    fn start_epoch(
+        &mut self,
+        name: &str,
+        object: &Value,
+        now: DateTime<Utc>,
+        env: ControllerEnv,
+        sink: MetricsSink<'_>,
+        next: Epoch,
+    ) {
         self.advance_metrics(now, env, sink);
         let frozen = self.status(name, object, now, env);
         self.epoch = Epoch {
             start: now,
-            initial: Vec::new(),
             frozen_status: frozen,
-            ..self.epoch.clone()
+            ..next
         };
     }
 
