@@ -134,6 +134,12 @@ pub struct Transitions {
     pub overhead: Spread,
     /// Rollout created → first apply.
     pub start: Spread,
+    /// The part of `overhead` before the write-ahead commit of the next
+    /// stage's first apply (Meridian noticing and deciding); the rest is
+    /// the call to the cluster.
+    pub overhead_to_decision: Spread,
+    /// The part of `start` before the write-ahead commit of the first apply.
+    pub start_to_decision: Spread,
     /// Last stage ready → rollout recorded as succeeded.
     pub finish: Spread,
     /// Rollout duration / plan-given minimum.
@@ -156,8 +162,11 @@ pub async fn transitions(
 ) -> anyhow::Result<Transitions> {
     let bake = chrono::TimeDelta::from_std(layout.bake)?;
     let ready_after = chrono::TimeDelta::from_std(rollout_time())?;
+    let decided = decisions(db, rows).await?;
     let mut overhead = Vec::new();
     let mut start = Vec::new();
+    let mut overhead_to_decision = Vec::new();
+    let mut start_to_decision = Vec::new();
     let mut finish = Vec::new();
     let mut ratios = Vec::new();
     let mut result = Transitions::default();
@@ -184,12 +193,21 @@ pub async fn transitions(
             };
             let first = times.iter().min().copied().unwrap_or(row.created_at);
             let last = times.iter().max().copied().unwrap_or(row.created_at);
+            let decided_at = clusters
+                .iter()
+                .filter_map(|c| decided.get(&(row.id, c.clone())))
+                .min()
+                .copied();
             match stage_ready {
                 Some(ready) => {
                     overhead.push(ms(first - ready));
+                    overhead_to_decision.extend(decided_at.map(|at| ms(at - ready)));
                     result.stage_transitions += 1;
                 }
-                None => start.push(ms(first - row.created_at)),
+                None => {
+                    start.push(ms(first - row.created_at));
+                    start_to_decision.extend(decided_at.map(|at| ms(at - row.created_at)));
+                }
             }
             stage_ready = Some(last + ready_after + bake);
         }
@@ -201,6 +219,8 @@ pub async fn transitions(
     }
     result.overhead = Spread::of(overhead);
     result.start = Spread::of(start);
+    result.overhead_to_decision = Spread::of(overhead_to_decision);
+    result.start_to_decision = Spread::of(start_to_decision);
     result.finish = Spread::of(finish);
     ratios.sort_by(f64::total_cmp);
     result.duration_ratio_median = ratios.get(ratios.len() / 2).copied().unwrap_or(0.0);
@@ -225,6 +245,27 @@ pub async fn transitions(
         })
         .fold(f64::INFINITY, f64::min);
     Ok(result)
+}
+
+/// When each target's first apply was decided: the commit time of its
+/// first `target_applying` event, written before the cluster is called.
+async fn decisions(
+    db: &mut PgConnection,
+    rows: &[RolloutRow],
+) -> anyhow::Result<HashMap<(Uuid, String), DateTime<Utc>>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let found: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT rollout_id, cluster, min(created_at) FROM events
+          WHERE kind = 'target_applying' AND rollout_id = ANY($1)
+          GROUP BY rollout_id, cluster",
+    )
+    .bind(&ids)
+    .fetch_all(db)
+    .await?;
+    Ok(found
+        .into_iter()
+        .map(|(id, cluster, at)| ((id, cluster), at))
+        .collect())
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

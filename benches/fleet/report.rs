@@ -127,7 +127,18 @@ fn print_transitions(t: &Transitions) {
         "{}",
         spread_row("stage ready -> next stage's first apply", &t.overhead)
     );
+    println!(
+        "{}",
+        spread_row(
+            "  of which: ready -> apply decided",
+            &t.overhead_to_decision
+        )
+    );
     println!("{}", spread_row("rollout created -> first apply", &t.start));
+    println!(
+        "{}",
+        spread_row("  of which: created -> apply decided", &t.start_to_decision)
+    );
     println!("{}", spread_row("last stage ready -> succeeded", &t.finish));
     println!(
         "{:<52} {:>9.3} {:>9} {:>9.3}",
