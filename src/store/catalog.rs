@@ -201,11 +201,20 @@ pub(super) async fn latest_plan(conn: &mut PgConnection, name: &str) -> Result<(
     Ok((version, plan))
 }
 
-pub(super) async fn all_clusters(conn: &mut PgConnection) -> Result<Vec<Cluster>> {
-    let rows = sqlx::query("SELECT name, region, timezone, labels, context FROM clusters")
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.into_iter().map(|row| cluster_from_row(&row)).collect()
+/// Every cluster as one JSON array, a column for a statement that reads
+/// more than the clusters; [`clusters_from_json`] reads it back.
+macro_rules! clusters_as_json {
+    () => {
+        "(SELECT coalesce(json_agg(json_build_object(
+                    'name', name, 'region', region, 'timezone', timezone,
+                    'labels', labels, 'context', context) ORDER BY name), '[]')
+            FROM clusters)"
+    };
+}
+pub(super) use clusters_as_json;
+
+pub(super) fn clusters_from_json(clusters: serde_json::Value) -> Result<Vec<Cluster>> {
+    serde_json::from_value(clusters).map_err(|e| StoreError::Corrupt(format!("clusters: {e}")))
 }
 
 pub(super) async fn upsert_cluster(conn: &mut PgConnection, cluster: &Cluster) -> Result<bool> {

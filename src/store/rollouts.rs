@@ -226,22 +226,37 @@ impl Store {
         let Some((plan_name,)) = app else {
             return Err(StoreError::NotFound(format!("application `{application}`")));
         };
-        // After the application's lock, so two requests for it cannot both
-        // find it idle.
-        let (active_id, active_state, version_taken): (Option<Uuid>, Option<String>, bool) =
-            sqlx::query_as(
-                "SELECT active.id, active.state,
-                        EXISTS (SELECT 1 FROM releases WHERE application = $1 AND version = $2)
-                   FROM (SELECT 1) AS one
-                   LEFT JOIN LATERAL (
-                        SELECT id, state FROM rollouts WHERE application = $1
-                           AND state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted')
-                         LIMIT 1) AS active ON true",
-            )
-            .bind(application)
-            .bind(version)
-            .fetch_one(&mut *tx)
-            .await?;
+        // A statement of its own after the application's lock: READ
+        // COMMITTED gives it a fresh snapshot, so it sees the rollout a
+        // rival request for the application committed while this one
+        // waited for the lock. (Joined into the locking statement, it would
+        // read the rival's tables as they were before the wait.)
+        let (active_id, active_state, version_taken, plan_version, plan, clusters): (
+            Option<Uuid>,
+            Option<String>,
+            bool,
+            Option<i32>,
+            Option<serde_json::Value>,
+            serde_json::Value,
+        ) = sqlx::query_as(concat!(
+            "SELECT active.id, active.state,
+                    EXISTS (SELECT 1 FROM releases WHERE application = $1 AND version = $2),
+                    plan.version, plan.plan, ",
+            catalog::clusters_as_json!(),
+            " FROM (SELECT 1) AS one
+               LEFT JOIN LATERAL (
+                    SELECT id, state FROM rollouts WHERE application = $1
+                       AND state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted')
+                     LIMIT 1) AS active ON true
+               LEFT JOIN LATERAL (
+                    SELECT version, plan FROM plans WHERE name = $3
+                     ORDER BY version DESC LIMIT 1) AS plan ON true"
+        ))
+        .bind(application)
+        .bind(version)
+        .bind(&plan_name)
+        .fetch_one(&mut *tx)
+        .await?;
         let queued = match (active_id, on_active) {
             (None, _) => false,
             (Some(_), OnActive::Queue) => true,
@@ -257,8 +272,12 @@ impl Store {
                 "release `{version}` of `{application}` already exists; releases are immutable, use a new version"
             )));
         }
-        let (plan_version, plan) = catalog::latest_plan(&mut tx, &plan_name).await?;
-        let clusters = catalog::all_clusters(&mut tx).await?;
+        let (Some(plan_version), Some(plan)) = (plan_version, plan) else {
+            return Err(StoreError::NotFound(format!("plan `{plan_name}`")));
+        };
+        let plan: crate::domain::Plan = serde_json::from_value(plan)
+            .map_err(|e| StoreError::Corrupt(format!("plan {plan_name}: {e}")))?;
+        let clusters = catalog::clusters_from_json(clusters)?;
         let waves = plan.assign(&clusters);
         let mut machine = Rollout::new(&plan, &waves);
         if force {
@@ -274,11 +293,23 @@ impl Store {
             created_at: Utc::now(),
         };
         let rollout_id = Uuid::now_v7();
+        let body = render(&release, rollout_id, queued);
+        let created = [NewEvent {
+            kind: EventKind::RolloutCreated,
+            cluster: None,
+            actor: actor.to_owned(),
+            message: format!(
+                "release {version} ({image}) of {application} created; rollout on plan {plan_name} v{plan_version} over {} cluster(s)",
+                machine.targets.len()
+            ),
+        }];
         let targets = &machine.targets;
-        // The release, its rollout and the rollout's targets in one
-        // statement (foreign keys are checked at its end).
-        sqlx::query(
-            "WITH release AS (
+        // The release, its rollout, its targets, its first event and the
+        // stored answer for the idempotency key in one statement (foreign
+        // keys are checked at its end).
+        let query = sqlx::query(concat!(
+            "WITH with_xid AS (SELECT pg_current_xact_id()),
+             release AS (
                 INSERT INTO releases (id, application, version, image, created_by, created_at)
                 VALUES ($1, $2, $3, $4, $5, $6)),
              rollout AS (
@@ -289,9 +320,14 @@ impl Store {
                 INSERT INTO targets (rollout_id, cluster, region, stage, position, state)
                 SELECT $7, cluster, region, stage, n - 1, state
                   FROM unnest($13::text[], $14::text[], $15::int4[], $16::text[])
-                       WITH ORDINALITY AS t(cluster, region, stage, state, n))
-             SELECT pg_notify($17, $7::text)",
-        )
+                       WITH ORDINALITY AS t(cluster, region, stage, state, n)),
+             answer AS (
+                UPDATE idempotency_keys SET response_status = 201, response_body = $18
+                 WHERE key = $17),
+             ",
+            insert_events_cte!("$7", "NULL::text", "NULL::bigint", "$21", "$22", "$23", "$24"),
+            " SELECT pg_notify($19, $7::text), pg_notify($20, (SELECT max(id) FROM inserted)::text)"
+        ))
         .bind(release.id)
         .bind(&release.application)
         .bind(&release.version)
@@ -313,34 +349,11 @@ impl Store {
                 .collect::<Vec<_>>(),
         )
         .bind(targets.iter().map(|t| t.state.as_str()).collect::<Vec<_>>())
+        .bind(idempotency.map(|key| key.key))
+        .bind(&body)
         .bind(WAKE_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
-        let body = render(&release, rollout_id, queued);
-        if let Some(key) = idempotency {
-            sqlx::query(
-                "UPDATE idempotency_keys SET response_status = 201, response_body = $2 WHERE key = $1",
-            )
-            .bind(key.key)
-            .bind(&body)
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_events(
-            &mut tx,
-            Some(rollout_id),
-            &[NewEvent {
-                kind: EventKind::RolloutCreated,
-                cluster: None,
-                actor: actor.to_owned(),
-                message: format!(
-                    "release {version} ({image}) of {application} created; rollout on plan {plan_name} v{plan_version} over {} cluster(s)",
-                    machine.targets.len()
-                ),
-            }],
-            None,
-        )
-        .await?;
+        .bind(EVENTS_CHANNEL);
+        bind_events!(query, created).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Created {
             release,
