@@ -122,6 +122,55 @@ async fn a_second_release_is_rejected_while_one_is_active_unless_it_asks_to_queu
 }
 
 #[tokio::test]
+async fn releases_of_one_application_sent_at_once_start_one_rollout_and_are_refused_or_queued() {
+    let world = World::start(PLAN, &app_yaml("shop", "one", 1, 20), "rivals").await;
+    let api = &world.server.api;
+    let send = |version: String, on_active: &'static str| async move {
+        api.post(
+            "/api/v1/releases",
+            json!({"application": "shop", "version": version, "image": format!("registry.example/shop:{version}"), "on_active": on_active}),
+        )
+        .await
+    };
+    let refused_or_not =
+        futures::future::join_all((0..8).map(|i| send(format!("1.0.{i}"), "reject"))).await;
+    let created: Vec<_> = refused_or_not
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .collect();
+    assert_eq!(created.len(), 1, "{refused_or_not:?}");
+    assert!(
+        refused_or_not
+            .iter()
+            .all(|(status, _)| *status == 201 || *status == 409),
+        "{refused_or_not:?}"
+    );
+
+    let queued_or_not =
+        futures::future::join_all((0..8).map(|i| send(format!("2.0.{i}"), "queue"))).await;
+    assert!(
+        queued_or_not
+            .iter()
+            .all(|(status, body)| *status == 201 && body["queued"] == true),
+        "{queued_or_not:?}"
+    );
+    let (_, list) = api.get("/api/v1/rollouts?application=shop&limit=100").await;
+    let active: Vec<_> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|r| {
+            !["pending", "succeeded", "rolled_back", "failed", "aborted"]
+                .contains(&r["state"].as_str().unwrap_or_default())
+        })
+        .collect();
+    assert!(
+        active.len() <= 1,
+        "more than one rollout of shop is moving: {list}"
+    );
+}
+
+#[tokio::test]
 async fn long_lists_page_with_a_cursor_and_releases_link_their_rollouts() {
     let world = World::start(PLAN, &app_yaml("shop", "one", 1, 20), "pages").await;
     let server = &world.server;
