@@ -97,6 +97,26 @@ impl WebhookView {
 }
 
 /// The body, parsed into types that can only hold valid values.
+/// Where a new webhook's events begin: the settled horizon, below which no
+/// event can still commit. Every event committed after the registration is
+/// above it; a few that committed just before may be delivered too.
+async fn settled_horizon(state: &AppState) -> Result<i64, ApiError> {
+    let mut horizon = state.event_horizon.clone();
+    let known = tokio::time::timeout(HORIZON_WAIT, horizon.wait_for(Option::is_some)).await;
+    match known {
+        Ok(Ok(settled)) => Ok(settled.unwrap_or_default()),
+        Ok(Err(_)) | Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Event log not followed yet",
+            "the server has not yet found where the event log stands; retry in a moment",
+        )),
+    }
+}
+
+/// How long a registration waits for the horizon (known within
+/// milliseconds of start, unless a transaction holds it up).
+const HORIZON_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn parse(body: CreateBody, created_by: &str) -> Result<(NewWebhook, bool), ApiError> {
     let url = parse_url(&body.url)?;
     let events =
@@ -165,6 +185,7 @@ fn parse_url(text: &str) -> Result<url::Url, ApiError> {
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server has not yet found where the event log stands (just after start); retry", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn create(
@@ -173,7 +194,8 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let (new, generated) = parse(body, caller.actor())?;
-    let record = state.store.create_webhook(&new).await?;
+    let after_event_id = settled_horizon(&state).await?;
+    let record = state.store.create_webhook(&new, after_event_id).await?;
     tracing::info!(webhook = %record.id, url = %record.url, by = caller.actor(), "webhook registered");
     let view = WebhookView::of(record, &state.public_url);
     let location = view.links.self_.clone();

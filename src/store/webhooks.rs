@@ -143,11 +143,18 @@ pub struct FanOut {
 }
 
 impl Store {
-    /// Registers a webhook; it receives events committed from now on.
-    pub async fn create_webhook(&self, new: &NewWebhook) -> Result<WebhookRecord> {
+    /// Registers a webhook; it receives the events after `after_event_id`.
+    /// Pass the settled horizon (see [`super::event_horizon`]), not the
+    /// newest id: an id drawn before the newest may still commit, after the
+    /// webhook exists, and would be below it.
+    pub async fn create_webhook(
+        &self,
+        new: &NewWebhook,
+        after_event_id: i64,
+    ) -> Result<WebhookRecord> {
         let row = sqlx::query(
             "INSERT INTO webhooks (id, url, events, secret, format, after_event_id, created_by)
-             VALUES ($1, $2, $3, $4, $5, (SELECT COALESCE(max(id), 0) FROM events), $6)
+             VALUES ($1, $2, $3, $4, $5, $7, $6)
              RETURNING id, url, events, format, created_by, created_at",
         )
         .bind(Uuid::now_v7())
@@ -156,6 +163,7 @@ impl Store {
         .bind(new.secret.expose())
         .bind(new.format.as_str())
         .bind(&new.created_by)
+        .bind(after_event_id)
         .fetch_one(&self.pool)
         .await?;
         webhook_from_row(&row)

@@ -562,6 +562,61 @@ async fn events_written_while_no_server_runs_are_delivered_after_a_restart() {
 }
 
 #[tokio::test]
+async fn an_event_whose_transaction_began_before_a_webhook_was_registered_and_committed_after_is_delivered()
+ {
+    let w = world().await;
+    let (receiver, base) = Receiver::start(&[]).await;
+    // A slow writer draws its event id first, as the service's writers do
+    // (transaction id, then event id), and stays open.
+    let mut slow = w.db.connect().await;
+    sqlx::query("BEGIN")
+        .execute(&mut slow)
+        .await
+        .expect("begin");
+    let (slow_id,): (i64,) = sqlx::query_as(
+        "WITH with_xid AS (SELECT pg_current_xact_id())
+         INSERT INTO events (kind, actor, message)
+         SELECT 'succeeded', 'test', 'slow' FROM with_xid RETURNING id",
+    )
+    .fetch_one(&mut slow)
+    .await
+    .expect("draw the slow event's id");
+    // A faster one commits a newer id before the webhook exists.
+    let mut fast = w.db.connect().await;
+    let (fast_id,): (i64,) = sqlx::query_as(
+        "INSERT INTO events (kind, actor, message) VALUES ('succeeded', 'test', 'fast') RETURNING id",
+    )
+    .fetch_one(&mut fast)
+    .await
+    .expect("insert the fast event");
+    assert!(fast_id > slow_id);
+
+    let webhook = register(
+        &w.server.api,
+        json!({"url": format!("{base}/hook"), "events": ["succeeded"]}),
+    )
+    .await;
+    sqlx::query("COMMIT")
+        .execute(&mut slow)
+        .await
+        .expect("commit the slow event");
+
+    let call = eventually(
+        "the slow event, committed after the registration",
+        || async {
+            receiver
+                .calls_to("/hook")
+                .into_iter()
+                .find(|c| c.json()["id"] == slow_id)
+        },
+    )
+    .await;
+    assert_eq!(call.json()["message"], "slow");
+    let list = deliveries(&w.server.api, &webhook).await;
+    assert!(list.iter().any(|d| d["event_id"] == slow_id), "{list:#?}");
+}
+
+#[tokio::test]
 async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_owner() {
     use meridian::{
         store::{
@@ -574,13 +629,16 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
     let db = TestDb::new().await;
     let store = Store::connect(&db.url, 4).await.expect("connect");
     let webhook = store
-        .create_webhook(&NewWebhook {
-            url: "http://127.0.0.1:9/hook".parse().expect("url"),
-            events: EventFilter::All,
-            secret: Secret::generate(),
-            format: Format::Json,
-            created_by: "test".to_owned(),
-        })
+        .create_webhook(
+            &NewWebhook {
+                url: "http://127.0.0.1:9/hook".parse().expect("url"),
+                events: EventFilter::All,
+                secret: Secret::generate(),
+                format: Format::Json,
+                created_by: "test".to_owned(),
+            },
+            settled_horizon(&store).await,
+        )
         .await
         .expect("create webhook");
     sqlx::query("INSERT INTO events (kind, actor, message) VALUES ('succeeded', 'test', 'one')")
