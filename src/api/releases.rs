@@ -69,7 +69,7 @@ const MAX_FIELD_LEN: usize = 256;
     operation_id = "create_release",
     tag = "releases",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible ASCII characters"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible ASCII characters, scoped to the calling token"),
     ),
     request_body = CreateRelease,
     responses(

@@ -205,8 +205,10 @@ impl Store {
             // The insert waits for a concurrent request with the same key
             // to commit, then conflicts: at most one of them creates.
             let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                "INSERT INTO idempotency_keys (actor, key, request_hash) VALUES ($1, $2, $3)
+                 ON CONFLICT (actor, key) DO NOTHING",
             )
+            .bind(actor)
             .bind(key.key)
             .bind(key.request_hash)
             .execute(&mut *tx)
@@ -215,7 +217,7 @@ impl Store {
                 == 1;
             if !claimed {
                 drop(tx);
-                return self.replay(key).await;
+                return self.replay(actor, key).await;
             }
         }
         let app: Option<(String,)> =
@@ -323,7 +325,7 @@ impl Store {
                        WITH ORDINALITY AS t(cluster, region, stage, state, n)),
              answer AS (
                 UPDATE idempotency_keys SET response_status = 201, response_body = $18
-                 WHERE key = $17),
+                 WHERE actor = $5 AND key = $17),
              ",
             insert_events_cte!("$7", "NULL::text", "NULL::bigint", "$21", "$22", "$23", "$24"),
             " SELECT pg_notify($19, $7::text), pg_notify($20, (SELECT max(id) FROM inserted)::text)"
@@ -364,11 +366,12 @@ impl Store {
         })
     }
 
-    /// The stored answer to an earlier request with the same key.
-    async fn replay(&self, key: IdempotencyKey<'_>) -> Result<Created> {
+    /// The stored answer to the caller's earlier request with the same key.
+    async fn replay(&self, actor: &str, key: IdempotencyKey<'_>) -> Result<Created> {
         let row: Option<(String, Option<serde_json::Value>)> = sqlx::query_as(
-            "SELECT request_hash, response_body FROM idempotency_keys WHERE key = $1",
+            "SELECT request_hash, response_body FROM idempotency_keys WHERE actor = $1 AND key = $2",
         )
+        .bind(actor)
         .bind(key.key)
         .fetch_optional(&self.pool)
         .await?;

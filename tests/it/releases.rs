@@ -15,9 +15,18 @@ async fn post_with_key(
     key: &str,
     body: serde_json::Value,
 ) -> (u16, serde_json::Value, bool) {
+    post_with_key_as(crate::support::api::TEST_TOKEN, base, key, body).await
+}
+
+async fn post_with_key_as(
+    token: &str,
+    base: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value, bool) {
     let response = reqwest::Client::new()
         .post(format!("{base}/api/v1/releases"))
-        .bearer_auth(crate::support::api::TEST_TOKEN)
+        .bearer_auth(token)
         .header("Idempotency-Key", key)
         .json(&body)
         .send()
@@ -64,6 +73,41 @@ async fn the_same_release_posted_three_times_with_one_idempotency_key_creates_on
         Some(1),
         "nothing more was created"
     );
+}
+
+#[tokio::test]
+async fn two_pipelines_that_pick_the_same_idempotency_key_each_get_their_own_release() {
+    let world = World::start(PLAN, &app_yaml("shop", "one", 1, 20), "idem-owners").await;
+    let api = &world.server.api;
+    let base = api.base.clone();
+    let mut tokens = Vec::new();
+    for name in ["pipeline-a", "pipeline-b"] {
+        let (status, created) = api
+            .post("/api/v1/tokens", json!({"name": name, "role": "deployer"}))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        tokens.push(created["token"].as_str().expect("secret").to_owned());
+    }
+    let body = |v: &str| json!({"application": "shop", "version": v, "image": format!("registry.example/shop:{v}"), "on_active": "queue"});
+
+    let (status_a, a, replayed_a) =
+        post_with_key_as(&tokens[0], &base, "build-7", body("1.0.0")).await;
+    let (status_b, b, replayed_b) =
+        post_with_key_as(&tokens[1], &base, "build-7", body("2.0.0")).await;
+    assert_eq!((status_a, status_b), (201, 201), "{a} {b}");
+    assert!(!replayed_a && !replayed_b);
+    assert_ne!(a["id"], b["id"]);
+    assert_eq!(b["release"]["version"], "2.0.0", "{b}");
+
+    // Each pipeline's retry answers its own first request.
+    let (status, again, replayed) =
+        post_with_key_as(&tokens[1], &base, "build-7", body("2.0.0")).await;
+    assert_eq!((status, replayed), (201, true), "{again}");
+    assert_eq!(again["id"], b["id"]);
+    let (status, again, replayed) =
+        post_with_key_as(&tokens[0], &base, "build-7", body("1.0.0")).await;
+    assert_eq!((status, replayed), (201, true), "{again}");
+    assert_eq!(again["id"], a["id"]);
 }
 
 #[tokio::test]
