@@ -102,21 +102,18 @@ impl Engine {
             while let Some(notification) = listener.next_buffered() {
                 self.note(&notification);
             }
-            let mut saturated = free == 0;
+            let fallback = inner.config.fallback_poll;
+            // With every slot busy, a finishing tick is what wakes the loop.
+            let mut sleep = fallback;
             if free > 0 {
                 match self.claim_and_spawn(free, &mut ticks).await {
-                    Ok(claimed) => saturated = claimed == free,
+                    Ok((claimed, next_due)) if claimed < free => {
+                        sleep = sleep_until(next_due, fallback);
+                    }
+                    Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot claim due rollouts; retrying"),
                 }
             }
-            // With every slot busy, a finishing tick is what wakes the loop;
-            // asking the database when the next rollout is due would be a
-            // query per tick for nothing.
-            let sleep = if saturated {
-                inner.config.fallback_poll
-            } else {
-                self.sleep_budget().await
-            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 notification = listener.recv() => {
@@ -154,20 +151,22 @@ impl Engine {
     /// tests and benchmarks step the engine without its loop.
     pub async fn run_due_once(&self) -> anyhow::Result<usize> {
         let mut ticks = JoinSet::new();
-        let count = self
+        let (count, _) = self
             .claim_and_spawn(self.inner.config.max_concurrent_ticks, &mut ticks)
             .await?;
         while ticks.join_next().await.is_some() {}
         Ok(count)
     }
 
+    /// Claims and spawns up to `limit` ticks; answers how many, and when
+    /// the earliest rollout not claimed is due.
     async fn claim_and_spawn(
         &self,
         limit: usize,
         ticks: &mut JoinSet<()>,
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<(usize, Option<chrono::DateTime<chrono::Utc>>)> {
         let inner = &self.inner;
-        let claimed = inner
+        let claim = inner
             .store
             .claim_due(
                 &inner.config.worker_id,
@@ -175,8 +174,8 @@ impl Engine {
                 i64::try_from(limit).unwrap_or(i64::MAX),
             )
             .await?;
-        let count = claimed.len();
-        for rollout in claimed {
+        let count = claim.rollouts.len();
+        for rollout in claim.rollouts {
             let engine = self.clone();
             ticks.spawn(async move {
                 let lease = rollout.lease.clone();
@@ -193,23 +192,17 @@ impl Engine {
                 }
             });
         }
-        Ok(count)
+        Ok((count, claim.next_due))
     }
+}
 
-    /// How long to sleep: until the next rollout is due, at most the
-    /// fallback interval.
-    async fn sleep_budget(&self) -> Duration {
-        let fallback = self.inner.config.fallback_poll;
-        match self.inner.store.next_due_at().await {
-            Ok(Some(at)) => (at - crate::clock::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(fallback),
-            Ok(None) => fallback,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the next due time");
-                fallback
-            }
-        }
+/// How long to sleep: until the next rollout is due, at most `fallback`.
+fn sleep_until(next_due: Option<chrono::DateTime<chrono::Utc>>, fallback: Duration) -> Duration {
+    match next_due {
+        Some(at) => (at - crate::clock::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(fallback),
+        None => fallback,
     }
 }

@@ -15,7 +15,7 @@ pub mod webhooks;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
 pub use rollouts::{
-    ClaimedRollout, Created, IdempotencyKey, Lease, NewRelease, OnActive, ReleaseRecord,
+    Claim, ClaimedRollout, Created, IdempotencyKey, Lease, NewRelease, OnActive, ReleaseRecord,
     RolloutFilter, RolloutRecord,
 };
 pub use tick_commit::TickCommit;

@@ -115,6 +115,14 @@ pub struct ClaimedRollout {
     pub queued_behind_another: bool,
 }
 
+/// What one claim found: the rollouts now held, and when the earliest of
+/// the others is due (for the engine's sleep; `None` when none is).
+#[derive(Clone, Debug, Default)]
+pub struct Claim {
+    pub rollouts: Vec<ClaimedRollout>,
+    pub next_due: Option<DateTime<Utc>>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingAction {
     pub id: i64,
@@ -529,16 +537,14 @@ impl Store {
 
     /// Claims up to `limit` due rollouts nobody holds, for `lease_secs`,
     /// and loads each with its targets and unprocessed operator actions:
-    /// every tick starts from one of these, one round trip for them all.
-    pub async fn claim_due(
-        &self,
-        worker: &str,
-        lease_secs: f64,
-        limit: i64,
-    ) -> Result<Vec<ClaimedRollout>> {
+    /// every tick starts from one of these, one round trip for them all,
+    /// which also answers when the next of the others is due.
+    pub async fn claim_due(&self, worker: &str, lease_secs: f64, limit: i64) -> Result<Claim> {
         // The rollout is read from the statement's snapshot, the lease from
         // the claim, which sees the row as it is now; the two versions say
-        // whether the copy read is current.
+        // whether the copy read is current. The statement always answers
+        // one row, for `next_due`, with the rollout's columns NULL when
+        // nothing was claimed.
         let rows = sqlx::query(concat!(
             "WITH due AS (
                 SELECT id FROM rollouts
@@ -554,7 +560,8 @@ impl Store {
                        lease_token = r.lease_token + 1
                   FROM due WHERE r.id = due.id
                 RETURNING r.id AS claimed_id, r.lease_token AS claimed_token,
-                          r.wake_seq AS claimed_wake_seq, r.version AS claimed_version) ",
+                          r.wake_seq AS claimed_wake_seq, r.version AS claimed_version),
+             picked AS (",
             select_rollouts!(
                 ", c.claimed_token, c.claimed_wake_seq, c.claimed_version,
                    (SELECT coalesce(json_agg(json_build_object(
@@ -569,15 +576,31 @@ impl Store {
                           AND e.state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted'))
                      AS queued_behind"
             ),
-            " JOIN claimed c ON c.claimed_id = r.id"
+            " JOIN claimed c ON c.claimed_id = r.id),
+             -- A rollout leased by a tick in flight (just claimed included:
+             -- this snapshot does not see the claim's lease) is not due
+             -- before its lease ends, whatever its wake time says; counting
+             -- it would spin the engine's loop for the whole tick.
+             later AS (
+                SELECT min(CASE WHEN lease_expires_at > now()
+                                THEN greatest(next_wake_at, lease_expires_at)
+                                ELSE next_wake_at END) AS next_due
+                  FROM rollouts
+                 WHERE next_wake_at IS NOT NULL
+                   AND id NOT IN (SELECT claimed_id FROM claimed))
+             SELECT later.next_due, picked.* FROM later LEFT JOIN picked ON true"
         ))
         .bind(worker)
         .bind(lease_secs)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
+        let mut claim = Claim::default();
         for row in &rows {
+            claim.next_due = row.try_get("next_due")?;
+            if row.try_get::<Option<Uuid>, _>("id")?.is_none() {
+                continue;
+            }
             let record = rollout_from_row(row)?;
             let lease = Lease {
                 rollout_id: record.id,
@@ -591,33 +614,18 @@ impl Store {
                 // result is not what was read. Give the rollout back, due
                 // now, rather than drive it from a stale copy.
                 self.release_lease(&lease, Utc::now()).await?;
+                claim.next_due = Some(Utc::now());
                 continue;
             }
             let actions = pending_actions(record.id, row.try_get("actions")?)?;
-            claimed.push(ClaimedRollout {
+            claim.rollouts.push(ClaimedRollout {
                 lease,
                 record,
                 actions,
                 queued_behind_another: row.try_get("queued_behind")?,
             });
         }
-        Ok(claimed)
-    }
-
-    /// The earliest time any unleased rollout is due, for the engine's sleep.
-    pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>> {
-        // A rollout leased by a tick in flight is not due before its lease
-        // ends, whatever its wake time says; counting it would spin the
-        // engine's loop for the whole tick.
-        let (at,): (Option<DateTime<Utc>>,) = sqlx::query_as(
-            "SELECT min(CASE WHEN lease_expires_at > now()
-                             THEN greatest(next_wake_at, lease_expires_at)
-                             ELSE next_wake_at END)
-               FROM rollouts WHERE next_wake_at IS NOT NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(at)
+        Ok(claim)
     }
 
     /// Makes due now every running rollout that watches one of the

@@ -1,6 +1,7 @@
 //! The fleet's watches wake the rollouts that look at a changed workload,
 //! and only those: the query behind it, against the rollouts a real server
-//! left in the database.
+//! left in the database. Also what the engine's claim answers about when to
+//! look next.
 
 use chrono::{DateTime, Timelike as _, Utc};
 use meridian::store::{ClaimedRollout, Store, TickCommit};
@@ -86,7 +87,11 @@ async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_nex
         .execute(store.pool())
         .await
         .expect("make both due");
-    let claimed = store.claim_due("test", 30.0, 10).await.expect("claim");
+    let claimed = store
+        .claim_due("test", 30.0, 10)
+        .await
+        .expect("claim")
+        .rollouts;
     assert_eq!(claimed.len(), 2);
 
     // While both ticks run, shop's workload changes; cart's does not.
@@ -128,5 +133,55 @@ async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_nex
         next_wake(&store, ids[1]).await,
         Some(later),
         "cart keeps the time its tick chose"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_answers_when_the_next_rollout_it_did_not_take_is_due() {
+    let apps = app_yaml("shop", "baking", 1, 20) + &app_yaml("cart", "baking", 1, 20);
+    let mut w = World::start(BAKING, &apps, "claim-next").await;
+    let api = &w.server.api;
+    let mut ids = Vec::new();
+    for app in ["shop", "cart"] {
+        let id = api
+            .release(app, "1.0.0", &format!("registry.example/{app}:1.0.0"))
+            .await;
+        api.wait_until(id, "the canary to bake", |r| {
+            target_states(r) == [("use1-canary".to_owned(), "rolled_out".to_owned())]
+        })
+        .await;
+        ids.push(id);
+    }
+    w.server.stop();
+    let store = Store::connect(&w.db.url, 2).await.expect("connect");
+    let in_an_hour = (Utc::now() + chrono::TimeDelta::hours(1))
+        .with_nanosecond(0)
+        .expect("a valid instant");
+    sqlx::query("UPDATE rollouts SET next_wake_at = CASE WHEN id = $1 THEN now() ELSE $2 END")
+        .bind(ids[0])
+        .bind(in_an_hour)
+        .execute(store.pool())
+        .await
+        .expect("shop due now, cart in an hour");
+
+    let claim = store.claim_due("test", 30.0, 10).await.expect("claim");
+    assert_eq!(claim.rollouts.len(), 1);
+    assert_eq!(claim.rollouts[0].record.id, ids[0]);
+    assert_eq!(
+        claim.next_due,
+        Some(in_an_hour),
+        "the rollout just claimed is not the next one due"
+    );
+
+    let claim = store
+        .claim_due("test", 30.0, 10)
+        .await
+        .expect("claim again");
+    assert!(claim.rollouts.is_empty(), "shop is leased");
+    let due = claim.next_due.expect("a time");
+    let lease_ends = Utc::now() + chrono::TimeDelta::seconds(30);
+    assert!(
+        (due - lease_ends).abs() < chrono::TimeDelta::seconds(5),
+        "shop is due when its lease ends, not before: {due} vs {lease_ends}"
     );
 }
