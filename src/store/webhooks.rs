@@ -11,7 +11,7 @@ use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use super::{Result, Store, StoreError, events::EventRecord};
-use crate::webhooks::{EventContext, EventFilter, Format, Secret, selects};
+use crate::webhooks::{EventContext, EventFilter, Format, Secret};
 
 /// A webhook as registered, without its secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -215,7 +215,7 @@ impl Store {
                     d.last_attempt_at, d.next_attempt_at, d.finished_at
                FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
               WHERE d.webhook_id = $1
-              ORDER BY d.created_at DESC, d.id DESC LIMIT $2",
+              ORDER BY d.created_at DESC, d.event_id DESC LIMIT $2",
         )
         .bind(webhook_id)
         .bind(limit)
@@ -255,72 +255,44 @@ impl Store {
     /// (webhook, event) pair makes a repeat harmless anyway. While another
     /// replica holds the cursor this does nothing (it is doing the work).
     pub async fn fan_out_webhooks(&self, batch: i64, upto: i64) -> Result<FanOut> {
-        let mut tx = self.pool.begin().await?;
-        let cursor: Option<(i64,)> = sqlx::query_as(
-            "SELECT last_event_id FROM webhook_cursor WHERE singleton FOR UPDATE SKIP LOCKED",
+        // One statement, so one snapshot: a webhook registered after it
+        // starts at a settled horizon at least as new as these events (see
+        // `create_webhook`), so it is owed none of them. Up to the settled
+        // horizon (see `event_horizon`), reading by id never skips an event
+        // that commits later. The cursor row is held by one replica at a
+        // time; the others find it locked and do nothing. KEY SHARE keeps the
+        // webhooks from being deleted under the inserts. A filter of "*"
+        // (`ALL_EVENTS`) selects every kind.
+        let (events_read, created): (i64, i64) = sqlx::query_as(
+            "WITH cursor AS (
+                SELECT last_event_id FROM webhook_cursor WHERE singleton
+                   FOR UPDATE SKIP LOCKED),
+             batch AS (
+                SELECT e.id, e.kind FROM events e, cursor
+                 WHERE e.id > cursor.last_event_id AND e.id <= $2
+                 ORDER BY e.id LIMIT $1),
+             hooks AS (
+                SELECT id, events, after_event_id FROM webhooks FOR KEY SHARE),
+             created AS (
+                INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, next_attempt_at)
+                SELECT gen_random_uuid(), h.id, b.id, 'pending', now()
+                  FROM batch b
+                  JOIN hooks h ON b.id > h.after_event_id
+                              AND ('*' = ANY (h.events) OR b.kind = ANY (h.events))
+                ON CONFLICT (webhook_id, event_id) DO NOTHING
+                RETURNING 1),
+             moved AS (
+                UPDATE webhook_cursor SET last_event_id = (SELECT max(id) FROM batch), updated_at = now()
+                 WHERE singleton AND EXISTS (SELECT 1 FROM batch)
+                RETURNING 1)
+             SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM created)",
         )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((after,)) = cursor else {
-            return Ok(FanOut::default());
-        };
-        // Up to the settled horizon (see `event_horizon`), reading by id
-        // never skips an event that commits later.
-        let events: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, kind FROM events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
-        )
-        .bind(after)
-        .bind(upto)
         .bind(batch)
-        .fetch_all(&mut *tx)
+        .bind(upto)
+        .fetch_one(&self.pool)
         .await?;
-        let Some(&(last_id, _)) = events.last() else {
-            return Ok(FanOut::default());
-        };
-        // Read after the events: a webhook registered meanwhile starts after
-        // an event id at least as new as those, so it is not owed any of them.
-        // KEY SHARE keeps the webhooks from being deleted under the inserts.
-        let webhooks: Vec<(Uuid, Vec<String>, i64)> =
-            sqlx::query_as("SELECT id, events, after_event_id FROM webhooks FOR KEY SHARE")
-                .fetch_all(&mut *tx)
-                .await?;
-        let mut delivery_ids = Vec::new();
-        let mut webhook_ids = Vec::new();
-        let mut event_ids = Vec::new();
-        for (event_id, kind) in &events {
-            for (webhook_id, wanted, after_event_id) in &webhooks {
-                if event_id > after_event_id && selects(wanted, kind) {
-                    delivery_ids.push(Uuid::now_v7());
-                    webhook_ids.push(*webhook_id);
-                    event_ids.push(*event_id);
-                }
-            }
-        }
-        let created = if delivery_ids.is_empty() {
-            0
-        } else {
-            sqlx::query(
-                "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, next_attempt_at)
-                 SELECT d, w, e, 'pending', now()
-                   FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS t(d, w, e)
-                 ON CONFLICT (webhook_id, event_id) DO NOTHING",
-            )
-            .bind(&delivery_ids)
-            .bind(&webhook_ids)
-            .bind(&event_ids)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        };
-        sqlx::query(
-            "UPDATE webhook_cursor SET last_event_id = $1, updated_at = now() WHERE singleton",
-        )
-        .bind(last_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(FanOut {
-            events_read: events.len(),
+            events_read: usize::try_from(events_read).unwrap_or(usize::MAX),
             deliveries_created: usize::try_from(created).unwrap_or(usize::MAX),
         })
     }

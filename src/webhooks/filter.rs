@@ -60,12 +60,6 @@ impl EventFilter {
     }
 }
 
-/// Whether stored filter names select an event of kind `kind` (as stored in
-/// the event log). Works on names so fan-out needs no parsing of old rows.
-pub fn selects(names: &[String], kind: &str) -> bool {
-    names.iter().any(|n| n == ALL_EVENTS || n == kind)
-}
-
 /// The body a webhook receives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -134,13 +128,6 @@ mod tests {
             EventFilter::parse(&names(&["*", "succeeded"])),
             Err(FilterError::WildcardMixed)
         );
-    }
-
-    #[test]
-    fn the_wildcard_selects_every_kind_and_a_list_only_its_own() {
-        assert!(selects(&names(&["*"]), "target_applied"));
-        assert!(selects(&names(&["rolled_back"]), "rolled_back"));
-        assert!(!selects(&names(&["rolled_back"]), "succeeded"));
     }
 
     #[test]

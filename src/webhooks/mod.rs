@@ -14,7 +14,7 @@ mod sender;
 mod signing;
 mod worker;
 
-pub use filter::{EventFilter, FilterError, Format, selects};
+pub use filter::{EventFilter, FilterError, Format};
 pub use payload::{EventContext, render};
 pub use retry::RetryPolicy;
 pub use secret::Secret;
