@@ -22,6 +22,28 @@ async fn next_wake(store: &Store, id: Uuid) -> Option<DateTime<Utc>> {
         .expect("read next_wake_at")
 }
 
+/// Shop's and cart's rollouts, both baking their canary, as a server that
+/// was then stopped left them (the world must outlive the store).
+async fn two_baking_rollouts_left_by_a_stopped_server(name: &str) -> (World, Store, Vec<Uuid>) {
+    let apps = app_yaml("shop", "baking", 1, 20) + &app_yaml("cart", "baking", 1, 20);
+    let mut w = World::start(BAKING, &apps, name).await;
+    let api = &w.server.api;
+    let mut ids = Vec::new();
+    for app in ["shop", "cart"] {
+        let id = api
+            .release(app, "1.0.0", &format!("registry.example/{app}:1.0.0"))
+            .await;
+        api.wait_until(id, "the canary to bake", |r| {
+            target_states(r) == [("use1-canary".to_owned(), "rolled_out".to_owned())]
+        })
+        .await;
+        ids.push(id);
+    }
+    w.server.stop();
+    let store = Store::connect(&w.db.url, 2).await.expect("connect");
+    (w, store, ids)
+}
+
 #[tokio::test]
 async fn a_workload_change_wakes_only_the_rollouts_looking_at_that_cluster_and_namespace() {
     let apps = app_yaml("shop", "baking", 1, 20) + &app_yaml("cart", "baking", 1, 20);
@@ -67,22 +89,7 @@ async fn a_workload_change_wakes_only_the_rollouts_looking_at_that_cluster_and_n
 
 #[tokio::test]
 async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_next() {
-    let apps = app_yaml("shop", "baking", 1, 20) + &app_yaml("cart", "baking", 1, 20);
-    let mut w = World::start(BAKING, &apps, "wake-in-tick").await;
-    let api = &w.server.api;
-    let mut ids = Vec::new();
-    for app in ["shop", "cart"] {
-        let id = api
-            .release(app, "1.0.0", &format!("registry.example/{app}:1.0.0"))
-            .await;
-        api.wait_until(id, "the canary to bake", |r| {
-            target_states(r) == [("use1-canary".to_owned(), "rolled_out".to_owned())]
-        })
-        .await;
-        ids.push(id);
-    }
-    w.server.stop();
-    let store = Store::connect(&w.db.url, 2).await.expect("connect");
+    let (_world, store, ids) = two_baking_rollouts_left_by_a_stopped_server("wake-in-tick").await;
     sqlx::query("UPDATE rollouts SET next_wake_at = now()")
         .execute(store.pool())
         .await
@@ -138,22 +145,7 @@ async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_nex
 
 #[tokio::test]
 async fn a_claim_answers_when_the_next_rollout_it_did_not_take_is_due() {
-    let apps = app_yaml("shop", "baking", 1, 20) + &app_yaml("cart", "baking", 1, 20);
-    let mut w = World::start(BAKING, &apps, "claim-next").await;
-    let api = &w.server.api;
-    let mut ids = Vec::new();
-    for app in ["shop", "cart"] {
-        let id = api
-            .release(app, "1.0.0", &format!("registry.example/{app}:1.0.0"))
-            .await;
-        api.wait_until(id, "the canary to bake", |r| {
-            target_states(r) == [("use1-canary".to_owned(), "rolled_out".to_owned())]
-        })
-        .await;
-        ids.push(id);
-    }
-    w.server.stop();
-    let store = Store::connect(&w.db.url, 2).await.expect("connect");
+    let (_world, store, ids) = two_baking_rollouts_left_by_a_stopped_server("claim-next").await;
     let in_an_hour = (Utc::now() + chrono::TimeDelta::hours(1))
         .with_nanosecond(0)
         .expect("a valid instant");
