@@ -577,10 +577,11 @@ impl Store {
                      AS queued_behind"
             ),
             " JOIN claimed c ON c.claimed_id = r.id),
-             -- A rollout leased by a tick in flight (just claimed included:
-             -- this snapshot does not see the claim's lease) is not due
-             -- before its lease ends, whatever its wake time says; counting
-             -- it would spin the engine's loop for the whole tick.
+             -- A rollout leased by a tick in flight is not due before its
+             -- lease ends, whatever its wake time says; counting it would
+             -- spin the engine's loop for the whole tick. Those claimed here
+             -- are left out (this snapshot does not see their new lease):
+             -- the end of their ticks wakes the loop.
              later AS (
                 SELECT min(CASE WHEN lease_expires_at > now()
                                 THEN greatest(next_wake_at, lease_expires_at)
