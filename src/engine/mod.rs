@@ -108,7 +108,7 @@ impl Engine {
             if free > 0 {
                 match self.claim_and_spawn(free, &mut ticks).await {
                     Ok((claimed, next_due)) if claimed < free => {
-                        sleep = sleep_until(next_due, fallback);
+                        sleep = crate::clock::sleep_until(next_due, fallback);
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot claim due rollouts; retrying"),
@@ -193,16 +193,5 @@ impl Engine {
             });
         }
         Ok((count, claim.next_due))
-    }
-}
-
-/// How long to sleep: until the next rollout is due, at most `fallback`.
-fn sleep_until(next_due: Option<chrono::DateTime<chrono::Utc>>, fallback: Duration) -> Duration {
-    match next_due {
-        Some(at) => (at - crate::clock::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(fallback),
-        None => fallback,
     }
 }

@@ -136,6 +136,14 @@ pub enum NextStep {
 }
 
 /// What one fan-out pass did.
+/// What one claim of deliveries found: those now held, and when the
+/// earliest of the others may be claimed (`None` when none is pending).
+#[derive(Debug, Default)]
+pub struct DeliveryClaim {
+    pub deliveries: Vec<ClaimedDelivery>,
+    pub next_due: Option<DateTime<Utc>>,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FanOut {
     pub events_read: usize,
@@ -298,13 +306,15 @@ impl Store {
     }
 
     /// Claims up to `limit` due deliveries no live lease holds, for
-    /// `lease`, with what is needed to send them.
+    /// `lease`, with what is needed to send them, and says when the next
+    /// of the others may be claimed. The statement always answers one row,
+    /// for that time, with the delivery's columns NULL when none was claimed.
     pub async fn claim_deliveries(
         &self,
         worker: &str,
         lease: Duration,
         limit: i64,
-    ) -> Result<Vec<ClaimedDelivery>> {
+    ) -> Result<DeliveryClaim> {
         let rows = sqlx::query(
             "WITH due AS (
                 SELECT id FROM webhook_deliveries
@@ -319,7 +329,8 @@ impl Store {
                        lease_expires_at = now() + make_interval(secs => $2),
                        lease_token = d.lease_token + 1
                   FROM due WHERE d.id = due.id
-                RETURNING d.id, d.lease_token, d.attempts, d.webhook_id, d.event_id)
+                RETURNING d.id, d.lease_token, d.attempts, d.webhook_id, d.event_id),
+             picked AS (
              SELECT c.id AS delivery_id, c.lease_token AS claim_token, c.attempts,
                     w.url, w.secret, w.format,
                     e.id, e.rollout_id, e.cluster, e.kind, e.actor, e.message, e.worker,
@@ -329,16 +340,29 @@ impl Store {
                JOIN webhooks w ON w.id = c.webhook_id
                JOIN events e ON e.id = c.event_id
                LEFT JOIN rollouts r ON r.id = e.rollout_id
-               LEFT JOIN releases rel ON rel.id = r.release_id",
+               LEFT JOIN releases rel ON rel.id = r.release_id),
+             -- Those claimed here are left out: this snapshot does not see
+             -- their new lease, and their sends' ends wake the worker.
+             later AS (
+                SELECT min(GREATEST(next_attempt_at, COALESCE(lease_expires_at, next_attempt_at)))
+                       AS next_due
+                  FROM webhook_deliveries
+                 WHERE state = 'pending' AND id NOT IN (SELECT id FROM claimed))
+             SELECT later.next_due, picked.* FROM later LEFT JOIN picked ON true",
         )
         .bind(worker)
         .bind(lease.as_secs_f64())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| claimed_from_row(row, worker))
-            .collect()
+        let mut claim = DeliveryClaim::default();
+        for row in &rows {
+            claim.next_due = row.try_get("next_due")?;
+            if row.try_get::<Option<Uuid>, _>("delivery_id")?.is_some() {
+                claim.deliveries.push(claimed_from_row(row, worker)?);
+            }
+        }
+        Ok(claim)
     }
 
     /// Records an attempt and moves the delivery on (done, or due again
@@ -385,17 +409,6 @@ impl Store {
         insert_attempt(&mut tx, lease.delivery_id, attempt, finished).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    /// When the next pending delivery may be claimed, for the worker's sleep.
-    pub async fn next_delivery_due_at(&self) -> Result<Option<DateTime<Utc>>> {
-        let (at,): (Option<DateTime<Utc>>,) = sqlx::query_as(
-            "SELECT min(GREATEST(next_attempt_at, COALESCE(lease_expires_at, next_attempt_at)))
-               FROM webhook_deliveries WHERE state = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(at)
     }
 }
 

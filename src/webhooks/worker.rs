@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Outcome, Request, RetryPolicy, Sender, render};
 use crate::store::{
     Store,
-    webhooks::{ClaimedDelivery, FinishedAttempt, NextStep},
+    webhooks::{ClaimedDelivery, DeliveryClaim, FinishedAttempt, NextStep},
 };
 
 #[derive(Clone, Debug)]
@@ -85,10 +85,19 @@ impl WebhookWorker {
                 self.fan_out(upto).await;
             }
             let free = self.config.max_in_flight.saturating_sub(sends.len());
+            // With every slot busy, only a finished send (or the fallback)
+            // is worth waking for: due deliveries would wake us for nothing.
+            let mut sleep = self.config.fallback_poll;
             if free > 0 {
                 match self.claim(free).await {
-                    Ok(claimed) => {
-                        for delivery in claimed {
+                    Ok(claim) => {
+                        if claim.deliveries.len() < free {
+                            sleep = crate::clock::sleep_until(
+                                claim.next_due,
+                                self.config.fallback_poll,
+                            );
+                        }
+                        for delivery in claim.deliveries {
                             let worker = self.clone();
                             sends.spawn(async move { worker.attempt(delivery).await });
                         }
@@ -98,13 +107,6 @@ impl WebhookWorker {
                     }
                 }
             }
-            // With every slot busy, only a finished send (or the fallback)
-            // is worth waking for: due deliveries would wake us for nothing.
-            let sleep = if sends.len() >= self.config.max_in_flight {
-                self.config.fallback_poll
-            } else {
-                self.sleep_budget().await
-            };
             let notified = async {
                 if event_horizon.changed().await.is_err() {
                     // The notifier stopped (shutting down): rely on the timer.
@@ -154,7 +156,7 @@ impl WebhookWorker {
         }
     }
 
-    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<ClaimedDelivery>> {
+    async fn claim(&self, limit: usize) -> anyhow::Result<DeliveryClaim> {
         Ok(self
             .store
             .claim_deliveries(
@@ -208,22 +210,6 @@ impl WebhookWorker {
                 error = %e,
                 "cannot record a webhook attempt; it will be retried"
             ),
-        }
-    }
-
-    /// Until the next delivery is due, at most the fallback interval.
-    async fn sleep_budget(&self) -> Duration {
-        let fallback = self.config.fallback_poll;
-        match self.store.next_delivery_due_at().await {
-            Ok(Some(at)) => (at - crate::clock::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(fallback),
-            Ok(None) => fallback,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read when the next webhook delivery is due");
-                fallback
-            }
         }
     }
 }

@@ -663,30 +663,37 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
     );
 
     let lease = Duration::from_secs(60);
-    let mut a = store
+    let a = store
         .claim_deliveries("a", lease, 10)
         .await
         .expect("claim a");
-    assert_eq!(a.len(), 1);
+    assert_eq!(a.deliveries.len(), 1);
+    assert_eq!(a.next_due, None, "the one pending delivery was claimed");
+    let refused = store
+        .claim_deliveries("b", lease, 10)
+        .await
+        .expect("claim b");
     assert!(
-        store
-            .claim_deliveries("b", lease, 10)
-            .await
-            .expect("claim b")
-            .is_empty(),
+        refused.deliveries.is_empty(),
         "a live lease keeps others out"
+    );
+    let lease_ends = chrono::Utc::now() + chrono::TimeDelta::seconds(60);
+    let due = refused.next_due.expect("due when the lease ends");
+    assert!(
+        (due - lease_ends).abs() < chrono::TimeDelta::seconds(5),
+        "{due} vs {lease_ends}"
     );
     // A's attempt hangs past its lease; B takes the delivery over.
     sqlx::query("UPDATE webhook_deliveries SET lease_expires_at = now() - interval '1 second'")
         .execute(store.pool())
         .await
         .expect("expire lease");
-    let mut b = store
+    let b = store
         .claim_deliveries("b", lease, 10)
         .await
         .expect("claim b");
-    assert_eq!(b.len(), 1);
-    let (a, b) = (a.remove(0), b.remove(0));
+    assert_eq!(b.deliveries.len(), 1);
+    let (a, b) = (&a.deliveries[0], &b.deliveries[0]);
     assert!(b.lease.token > a.lease.token);
 
     let delivered = FinishedAttempt {
@@ -725,6 +732,7 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
             .claim_deliveries("c", lease, 10)
             .await
             .expect("claim c")
+            .deliveries
             .is_empty(),
         "a finished delivery is never claimed again"
     );
