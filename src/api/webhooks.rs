@@ -96,7 +96,6 @@ impl WebhookView {
     }
 }
 
-/// The body, parsed into types that can only hold valid values.
 /// Where a new webhook's events begin: the settled horizon, below which no
 /// event can still commit. Every event committed after the registration is
 /// above it; a few that committed just before may be delivered too.
@@ -117,6 +116,7 @@ async fn settled_horizon(state: &AppState) -> Result<i64, ApiError> {
 /// milliseconds of start, unless a transaction holds it up).
 const HORIZON_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The body, parsed into types that can only hold valid values.
 fn parse(body: CreateBody, created_by: &str) -> Result<(NewWebhook, bool), ApiError> {
     let url = parse_url(&body.url)?;
     let events =

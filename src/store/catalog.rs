@@ -106,7 +106,7 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("plan `{name}` version {version}")))?;
-        serde_json::from_value(plan).map_err(|e| StoreError::Corrupt(format!("plan {name}: {e}")))
+        plan_from_json(name, plan)
     }
 }
 
@@ -196,9 +196,12 @@ pub(super) async fn latest_plan(conn: &mut PgConnection, name: &str) -> Result<(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| StoreError::NotFound(format!("plan `{name}`")))?;
-    let plan = serde_json::from_value(plan)
-        .map_err(|e| StoreError::Corrupt(format!("plan {name}: {e}")))?;
-    Ok((version, plan))
+    Ok((version, plan_from_json(name, plan)?))
+}
+
+/// A stored plan (its `plan` column) read back.
+pub(super) fn plan_from_json(name: &str, plan: serde_json::Value) -> Result<Plan> {
+    serde_json::from_value(plan).map_err(|e| StoreError::Corrupt(format!("plan {name}: {e}")))
 }
 
 /// Every cluster as one JSON array, a column for a statement that reads

@@ -285,8 +285,7 @@ impl Store {
         let (Some(plan_version), Some(plan)) = (plan_version, plan) else {
             return Err(StoreError::NotFound(format!("plan `{plan_name}`")));
         };
-        let plan: crate::domain::Plan = serde_json::from_value(plan)
-            .map_err(|e| StoreError::Corrupt(format!("plan {plan_name}: {e}")))?;
+        let plan = catalog::plan_from_json(&plan_name, plan)?;
         let clusters = catalog::clusters_from_json(clusters)?;
         let waves = plan.assign(&clusters);
         let mut machine = Rollout::new(&plan, &waves);
