@@ -268,16 +268,18 @@ impl Store {
         // `create_webhook`), so it is owed none of them. Up to the settled
         // horizon (see `event_horizon`), reading by id never skips an event
         // that commits later. The cursor row is held by one replica at a
-        // time; the others find it locked and do nothing. KEY SHARE keeps the
-        // webhooks from being deleted under the inserts. A filter of "*"
-        // (`ALL_EVENTS`) selects every kind.
+        // time; the others find it locked (no cursor, so no batch) and do
+        // nothing. KEY SHARE keeps the webhooks from being deleted under the
+        // inserts. A filter of "*" (`ALL_EVENTS`) selects every kind.
         let (events_read, created): (i64, i64) = sqlx::query_as(
             "WITH cursor AS (
                 SELECT last_event_id FROM webhook_cursor WHERE singleton
                    FOR UPDATE SKIP LOCKED),
+             -- The cursor as a scalar bounds the index scan; joined, it
+             -- was a filter, and every call read all of history.
              batch AS (
-                SELECT e.id, e.kind FROM events e, cursor
-                 WHERE e.id > cursor.last_event_id AND e.id <= $2
+                SELECT e.id, e.kind FROM events e
+                 WHERE e.id > (SELECT last_event_id FROM cursor) AND e.id <= $2
                  ORDER BY e.id LIMIT $1),
              hooks AS (
                 SELECT id, events, after_event_id FROM webhooks FOR KEY SHARE),

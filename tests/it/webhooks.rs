@@ -740,6 +740,59 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
 
 /// The event log's settled horizon, as a replica's follower would publish
 /// it (transactions of other tests may run: wait for them).
+/// The fan-out runs every time the event horizon moves; if it read history
+/// from the start each time, a server's database work would grow with
+/// every event it ever wrote.
+#[tokio::test]
+async fn fanning_out_reads_the_events_after_the_cursor_not_the_whole_history() {
+    use meridian::store::Store;
+
+    let db = TestDb::new().await;
+    // One connection, so the statistics read below are the fan-out's own.
+    let store = Store::connect(&db.url, 1).await.expect("connect");
+    sqlx::query(
+        "INSERT INTO events (kind, actor, message)
+         SELECT 'target_applied', 'test', 'history' FROM generate_series(1, 20000)",
+    )
+    .execute(store.pool())
+    .await
+    .expect("write history");
+    let upto = settled_horizon(&store).await;
+    sqlx::query("UPDATE webhook_cursor SET last_event_id = $1 - 5")
+        .bind(upto)
+        .execute(store.pool())
+        .await
+        .expect("cursor near the end");
+
+    let before = events_index_reads(&store).await;
+    let fanned = store.fan_out_webhooks(100, upto).await.expect("fan out");
+    assert_eq!(fanned.events_read, 5, "the events after the cursor");
+    let read = events_index_reads(&store).await - before;
+    assert!(
+        read < 1_000,
+        "the fan-out read {read} index entries of events for 5 new ones out of 20,005"
+    );
+}
+
+/// Index entries of `events` read so far by this database's backends.
+async fn events_index_reads(store: &meridian::store::Store) -> i64 {
+    let mut conn = store.pool().acquire().await.expect("connection");
+    // Statistics reach the shared counters when a backend goes idle; force
+    // this one's (the pool's only connection) at its next idle moment.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .expect("flush statistics");
+    let (reads,): (i64,) = sqlx::query_as(
+        "SELECT coalesce(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes
+          WHERE relname = 'events'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .expect("read statistics");
+    reads
+}
+
 async fn settled_horizon(store: &meridian::store::Store) -> i64 {
     let mut horizon = meridian::store::event_horizon::EventHorizon::default();
     let mut conn = store.pool().acquire().await.expect("connection");
