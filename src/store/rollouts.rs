@@ -645,8 +645,13 @@ impl Store {
             "UPDATE rollouts r SET next_wake_at = now(), wake_seq = r.wake_seq + 1
                FROM applications a
               WHERE a.name = r.application
-                -- Spelled out so the partial index of running rollouts
-                -- (rollouts_due) is used, not a scan of all history.
+                -- Only the applications in the changed namespaces, as an
+                -- index condition on the active rollouts (rollouts_active):
+                -- the cost follows the changes, not the number of rollouts
+                -- running, whatever the planner's statistics say.
+                AND r.application = ANY (ARRAY(
+                        SELECT name FROM applications WHERE namespace = ANY ($2::text[])))
+                AND r.state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted')
                 AND r.next_wake_at IS NOT NULL
                 AND (r.next_wake_at > now() OR r.lease_expires_at > now())
                 AND EXISTS (SELECT 1 FROM targets t
