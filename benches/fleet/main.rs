@@ -40,6 +40,16 @@ pub struct Args {
     /// Rollouts of the light-load transition run (after a run of one alone).
     #[arg(long, default_value_t = 20)]
     light: usize,
+    /// Rollouts of other applications run to the end in every world
+    /// before it is measured: the figures are those of a server that has
+    /// been running (0: measure the first requests after a start).
+    #[arg(long, default_value_t = 20)]
+    warm_up: usize,
+    /// Finished (rolled back) rollouts, ten targets each, written per
+    /// application before the server starts work, then ANALYZE: the planner
+    /// plans for a database in use, not for empty tables (0: start empty).
+    #[arg(long, default_value_t = 5)]
+    history: usize,
     /// Rollouts rolled back in the reaction run.
     #[arg(long, default_value_t = 10)]
     reactions: usize,
@@ -68,6 +78,13 @@ pub struct Args {
 impl Args {
     fn wants(&self, part: &str) -> bool {
         self.only.iter().any(|p| p == part)
+    }
+
+    fn preparation(&self) -> world::Preparation {
+        world::Preparation {
+            history: self.history,
+            warm_up: self.warm_up,
+        }
     }
 }
 

@@ -35,7 +35,15 @@ pub struct Light {
 /// it is not busy.
 pub async fn light(args: &Args, rollouts: usize) -> anyhow::Result<Light> {
     eprintln!("light: {rollouts} rollout(s) at once");
-    let mut world = World::start(&args.database_url, layout(args), rollouts, 1, false).await?;
+    let mut world = World::start(
+        &args.database_url,
+        layout(args),
+        rollouts,
+        args.preparation(),
+        1,
+        false,
+    )
+    .await?;
     let ids = world
         .release_all(&apps(rollouts), "1.0.0", GOOD_IMAGE)
         .await?;
@@ -54,7 +62,15 @@ pub async fn light(args: &Args, rollouts: usize) -> anyhow::Result<Light> {
 /// fails: how fast Meridian puts every changed cluster back.
 pub async fn reaction(args: &Args) -> anyhow::Result<Reaction> {
     eprintln!("reaction: {} faulty releases", args.reactions);
-    let mut world = World::start(&args.database_url, layout(args), args.reactions, 1, true).await?;
+    let mut world = World::start(
+        &args.database_url,
+        layout(args),
+        args.reactions,
+        args.preparation(),
+        1,
+        true,
+    )
+    .await?;
     let names = apps(args.reactions);
     world.release_all(&names, "1.0.0", GOOD_IMAGE).await?;
     world
@@ -100,6 +116,7 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         &args.database_url,
         layout(args),
         args.rollouts,
+        args.preparation(),
         servers,
         false,
     )
@@ -109,6 +126,7 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         .iter()
         .map(|s| procstat::cost(s.pid()).map(|c| c.cpu_seconds))
         .collect::<anyhow::Result<_>>()?;
+    let events_before = count_events(&mut world.db).await?;
     let trips_before = world.proxy.round_trips();
     let statements_before: std::collections::HashMap<String, u64> =
         world.proxy.by_statement().into_iter().collect();
@@ -134,9 +152,7 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
     let rows = measure::rollouts(&mut world.db, &ids).await?;
     let applies = Applies::collect(&world.sim);
     let transitions = measure::transitions(&mut world.db, &world.layout, &applies, &rows).await?;
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&mut world.db)
-        .await?;
+    let events = count_events(&mut world.db).await? - events_before;
     let driven_once = if servers > 1 {
         Some(measure::driven_once(&mut world.db, &world.layout, &applies, &rows).await?)
     } else {
@@ -174,6 +190,12 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         driven_once,
     };
     Ok((capacity, world, ids))
+}
+
+async fn count_events(db: &mut sqlx::PgConnection) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(db)
+        .await?)
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -30,6 +30,15 @@ pub struct World {
     pub http: reqwest::Client,
 }
 
+/// What a world's database and server go through before they are measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Preparation {
+    /// Finished rollouts written per application.
+    pub history: usize,
+    /// Rollouts of other applications run to the end.
+    pub warm_up: usize,
+}
+
 pub struct Server {
     child: Child,
     pub url: String,
@@ -57,13 +66,19 @@ fn free_port() -> anyhow::Result<u16> {
 impl World {
     /// Starts the fleet of `layout` with `apps` applications and `replicas`
     /// servers; `configure` may add a gate once the sim's URL is known.
+    /// Starts a world for `apps` measured applications, plus `warm_up` more
+    /// that are released first and left finished (see [`World::warm_up`]),
+    /// on a database that already holds `history` finished rollouts per
+    /// application (see [`World::seed_history`]).
     pub async fn start(
         admin_url: &str,
         mut layout: Layout,
         apps: usize,
+        preparation: Preparation,
         replicas: usize,
         gated: bool,
     ) -> anyhow::Result<World> {
+        let Preparation { history, warm_up } = preparation;
         let dir = tempfile::tempdir()?;
         let db_name = format!(
             "meridian_bench_{}_{}",
@@ -103,7 +118,7 @@ impl World {
             layout.gate_url = Some(sim.control_url());
         }
         let config = dir.path().join("meridian.yaml");
-        std::fs::write(&config, layout.config_yaml(&kubeconfig, apps))?;
+        std::fs::write(&config, layout.config_yaml(&kubeconfig, apps + warm_up))?;
 
         let mut servers = Vec::new();
         for i in 0..replicas {
@@ -127,7 +142,66 @@ impl World {
         for server in &world.servers {
             world.wait_ready(server).await?;
         }
+        let mut world = world;
+        world.seed_history(history).await?;
+        world.warm_up(apps..apps + warm_up).await?;
         Ok(world)
+    }
+
+    /// Writes `per_application` finished rollouts (ten targets each) for
+    /// every application, then has PostgreSQL gather statistics. A database
+    /// in use holds history, and its planner plans for tables of that size;
+    /// one that starts empty gets plans made for a few rows (sequential
+    /// scans, cached by every connection) while its tables grow by
+    /// thousands of rows a second. They are rolled back, so no cluster is
+    /// recorded as running a version the simulated clusters never ran
+    /// (gates compare with what a cluster last ran).
+    async fn seed_history(&mut self, per_application: usize) -> anyhow::Result<()> {
+        if per_application == 0 {
+            return Ok(());
+        }
+        let per_application = i32::try_from(per_application)?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO releases (id, application, version, image, created_by, created_at)
+             SELECT gen_random_uuid(), a.name, 'history-' || n, 'registry.example/bench:history',
+                    'bench', now() - interval '1 day'
+               FROM applications a, generate_series(1, {per_application}) AS n;
+             INSERT INTO rollouts (id, release_id, application, plan_name, plan_version, state,
+                                   current_stage, machine, created_by, created_at, finished_at)
+             SELECT gen_random_uuid(), rel.id, rel.application, a.plan_name,
+                    (SELECT max(version) FROM plans WHERE name = a.plan_name),
+                    'rolled_back', 2, '{{}}', 'bench', rel.created_at, rel.created_at + interval '4 seconds'
+               FROM releases rel JOIN applications a ON a.name = rel.application
+              WHERE rel.version LIKE 'history-%';
+             INSERT INTO targets (rollout_id, cluster, region, stage, position, state, apply_seq)
+             SELECT r.id, c.name, c.region, c.n / 4, c.n - 1, 'restored', c.n
+               FROM rollouts r
+               CROSS JOIN LATERAL (
+                   SELECT name, region, row_number() OVER (ORDER BY name)::int AS n FROM clusters
+                    WHERE hashtext(name || r.id::text) % 10 = 0 LIMIT 10) AS c
+              WHERE r.created_by = 'bench';
+             ANALYZE;"
+        )))
+        .execute(&mut self.db)
+        .await
+        .context("seed history")?;
+        Ok(())
+    }
+
+    /// Releases the applications `range` and waits for their rollouts to
+    /// finish. A server that has been running has its pool's connections
+    /// open and its statements prepared; a fresh one pays for both on its
+    /// first requests, which is not what the figures are meant to show.
+    async fn warm_up(&mut self, range: std::ops::Range<usize>) -> anyhow::Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = range.map(crate::layout::app_name).collect();
+        self.release_all(&names, "1.0.0", "registry.example/bench:warm-up")
+            .await?;
+        self.wait_all_finished("warm-up", Duration::from_secs(300))
+            .await?;
+        Ok(())
     }
 
     async fn wait_ready(&self, server: &Server) -> anyhow::Result<()> {
