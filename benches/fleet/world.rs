@@ -64,12 +64,11 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl World {
-    /// Starts the fleet of `layout` with `apps` applications and `replicas`
-    /// servers; `configure` may add a gate once the sim's URL is known.
-    /// Starts a world for `apps` measured applications, plus `warm_up` more
-    /// that are released first and left finished (see [`World::warm_up`]),
-    /// on a database that already holds `history` finished rollouts per
-    /// application (see [`World::seed_history`]).
+    /// Starts the fleet of `layout` for `apps` measured applications and
+    /// `replicas` servers (`gated`: with a gate on the sim's control URL).
+    /// Before it answers, the database gets `history` finished rollouts per
+    /// application (see [`World::seed_history`]) and `warm_up` more
+    /// applications are released and left finished (see [`World::warm_up`]).
     pub async fn start(
         admin_url: &str,
         mut layout: Layout,

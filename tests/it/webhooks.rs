@@ -738,8 +738,6 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
     );
 }
 
-/// The event log's settled horizon, as a replica's follower would publish
-/// it (transactions of other tests may run: wait for them).
 /// The fan-out runs every time the event horizon moves; if it read history
 /// from the start each time, a server's database work would grow with
 /// every event it ever wrote.
@@ -793,6 +791,8 @@ async fn events_index_reads(store: &meridian::store::Store) -> i64 {
     reads
 }
 
+/// The event log's settled horizon, as a replica's follower would publish
+/// it (transactions of other tests may run: wait for them).
 async fn settled_horizon(store: &meridian::store::Store) -> i64 {
     let mut horizon = meridian::store::event_horizon::EventHorizon::default();
     let mut conn = store.pool().acquire().await.expect("connection");
