@@ -86,6 +86,16 @@ impl Store {
     }
 }
 
+/// The `next_due` column of a claim statement's answer: every row carries
+/// the same time, and there is always at least one.
+fn next_due_of(rows: &[sqlx::postgres::PgRow]) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    use sqlx::Row as _;
+    match rows.first() {
+        Some(row) => Ok(row.try_get("next_due")?),
+        None => Ok(None),
+    }
+}
+
 /// A database URL without its password, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

@@ -595,9 +595,12 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut claim = Claim::default();
+        // A give-back below makes the next due time now.
+        let mut claim = Claim {
+            rollouts: Vec::with_capacity(rows.len()),
+            next_due: super::next_due_of(&rows)?,
+        };
         for row in &rows {
-            claim.next_due = row.try_get("next_due")?;
             if row.try_get::<Option<Uuid>, _>("id")?.is_none() {
                 continue;
             }

@@ -135,7 +135,6 @@ pub enum NextStep {
     Failed,
 }
 
-/// What one fan-out pass did.
 /// What one claim of deliveries found: those now held, and when the
 /// earliest of the others may be claimed (`None` when none is pending).
 #[derive(Debug, Default)]
@@ -144,6 +143,7 @@ pub struct DeliveryClaim {
     pub next_due: Option<DateTime<Utc>>,
 }
 
+/// What one fan-out pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FanOut {
     pub events_read: usize,
@@ -357,9 +357,11 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut claim = DeliveryClaim::default();
+        let mut claim = DeliveryClaim {
+            deliveries: Vec::with_capacity(rows.len()),
+            next_due: super::next_due_of(&rows)?,
+        };
         for row in &rows {
-            claim.next_due = row.try_get("next_due")?;
             if row.try_get::<Option<Uuid>, _>("delivery_id")?.is_some() {
                 claim.deliveries.push(claimed_from_row(row, worker)?);
             }
