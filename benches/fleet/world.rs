@@ -127,7 +127,7 @@ impl World {
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .build()?;
-        let world = World {
+        let mut world = World {
             dir,
             sim,
             layout,
@@ -141,7 +141,6 @@ impl World {
         for server in &world.servers {
             world.wait_ready(server).await?;
         }
-        let mut world = world;
         world.seed_history(history).await?;
         world.warm_up(apps..apps + warm_up).await?;
         Ok(world)

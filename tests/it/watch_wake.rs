@@ -46,24 +46,9 @@ async fn two_baking_rollouts_left_by_a_stopped_server(name: &str) -> (World, Sto
 
 #[tokio::test]
 async fn a_workload_change_wakes_only_the_rollouts_looking_at_that_cluster_and_namespace() {
-    let apps = app_yaml("shop", "baking", 1, 20) + &app_yaml("cart", "baking", 1, 20);
-    let mut w = World::start(BAKING, &apps, "watch").await;
-    let api = &w.server.api;
-    let shop = api
-        .release("shop", "1.0.0", "registry.example/shop:1.0.0")
-        .await;
-    let cart = api
-        .release("cart", "1.0.0", "registry.example/cart:1.0.0")
-        .await;
-    for id in [shop, cart] {
-        api.wait_until(id, "the canary to bake", |r| {
-            target_states(r) == [("use1-canary".to_owned(), "rolled_out".to_owned())]
-        })
-        .await;
-    }
     // Nothing else may move the wake times from here on.
-    w.server.stop();
-    let store = Store::connect(&w.db.url, 2).await.expect("connect");
+    let (_world, store, ids) = two_baking_rollouts_left_by_a_stopped_server("watch").await;
+    let (shop, cart) = (ids[0], ids[1]);
     sqlx::query("UPDATE rollouts SET next_wake_at = now() + interval '1 hour'")
         .execute(store.pool())
         .await
