@@ -60,13 +60,16 @@ impl GateContext<'_> {
         application: &'a Application,
         release: &'a ReleaseRecord,
         clusters: &'a HashMap<String, Cluster>,
+        machine: &Rollout,
     ) -> anyhow::Result<GateContext<'a>> {
         // Only gates compare with what runs now; a plan without gates
-        // (its pre-check is then empty) need not read it.
+        // (its pre-check is then empty) need not read it. Gates only ask
+        // about the rollout's own clusters.
         let running_versions = if plan.gates.is_empty() {
             HashMap::new()
         } else {
-            store.running_versions(&application.name).await?
+            let targets: Vec<&str> = machine.targets.iter().map(|t| t.cluster.as_str()).collect();
+            store.running_versions(&application.name, &targets).await?
         };
         Ok(GateContext {
             clients,

@@ -75,6 +75,7 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
             &context.application,
             &record.release,
             &context.clusters,
+            &machine,
         )
         .await?;
         if machine.needs_precheck() {

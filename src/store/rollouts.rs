@@ -514,21 +514,33 @@ impl Store {
         ))
     }
 
-    /// The version each cluster ran when a rollout of `application` last
-    /// succeeded there: what "the previous release" is for gates.
+    /// The version each of `clusters` ran when a rollout of `application`
+    /// last succeeded there: what "the previous release" is for gates.
+    /// Asked on every gate tick, so it must not grow with the
+    /// application's history: each cluster walks the application's
+    /// rollouts newest first and stops at the first that rolled it out,
+    /// normally the last one to succeed. (Only a cluster no rollout ever
+    /// finished on walks them all.)
     pub async fn running_versions(
         &self,
         application: &str,
+        clusters: &[&str],
     ) -> Result<std::collections::HashMap<String, String>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT DISTINCT ON (t.cluster) t.cluster, rel.version
-               FROM targets t
-               JOIN rollouts r ON r.id = t.rollout_id
-               JOIN releases rel ON rel.id = r.release_id
-              WHERE r.application = $1 AND r.state = 'succeeded' AND t.state = 'rolled_out'
-              ORDER BY t.cluster, r.created_at DESC",
+            "SELECT c.cluster, latest.version
+               FROM unnest($2::text[]) AS c(cluster)
+               CROSS JOIN LATERAL (
+                   SELECT rel.version
+                     FROM rollouts r
+                     JOIN targets t ON t.rollout_id = r.id AND t.cluster = c.cluster
+                     JOIN releases rel ON rel.id = r.release_id
+                    WHERE r.application = $1 AND r.state = 'succeeded'
+                      AND t.state = 'rolled_out'
+                    ORDER BY r.created_at DESC
+                    LIMIT 1) AS latest",
         )
         .bind(application)
+        .bind(clusters)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().collect())

@@ -330,3 +330,101 @@ async fn a_promql_syntax_error_in_a_plan_is_refused_at_start_with_the_query_and_
         "carries Prometheus's message: {stderr}"
     );
 }
+
+/// What gates call "the previous release" of each cluster: the newest
+/// succeeded rollout that rolled the cluster out, whatever came later
+/// (rolled back, still running) and however long the history. It is read
+/// on every gate tick, so the rows it reads must not grow with history.
+#[tokio::test]
+async fn the_previous_release_is_read_from_the_newest_success_without_walking_history() {
+    use meridian::store::Store;
+
+    let db = TestDb::new().await;
+    // One connection, so the statistics read below are this store's own.
+    let store = Store::connect(&db.url, 1).await.expect("connect");
+    sqlx::raw_sql(
+        "INSERT INTO clusters (name, region, timezone, context)
+              SELECT 'c' || n, 'europe', 'UTC', 'c' || n FROM generate_series(1, 4) n;
+         INSERT INTO plans (name, version, spec, plan) VALUES ('p', 1, '{}', '{}');
+         INSERT INTO applications (name, namespace, plan_name, templates)
+              VALUES ('shop', 'shop', 'p', '[]'), ('other', 'other', 'p', '[]');
+         -- (application, version, rollout state, minutes ago, clusters rolled out)
+         CREATE TEMP TABLE history (app text, version text, state text, ago int, rolled_out text[]);
+         INSERT INTO history
+              SELECT 'shop', 'old-' || n, 'succeeded', 10000 + n, ARRAY['c1', 'c2', 'c3']
+                FROM generate_series(1, 3000) n;
+         INSERT INTO history VALUES
+              ('shop',  '1.0', 'succeeded',   50, ARRAY['c1', 'c2', 'c3']),
+              ('shop',  '1.1', 'succeeded',   40, ARRAY['c1']),
+              ('shop',  '1.2', 'rolled_back', 30, ARRAY[]::text[]),
+              ('shop',  '1.3', 'running',     20, ARRAY['c2']),
+              ('other', '9.0', 'succeeded',   10, ARRAY['c1', 'c2', 'c3']);
+         INSERT INTO releases (id, application, version, image, created_by, created_at)
+              SELECT gen_random_uuid(), app, version, 'img', 'test', now() - make_interval(mins => ago)
+                FROM history;
+         INSERT INTO rollouts (id, release_id, application, plan_name, plan_version, state,
+                               machine, created_by, created_at)
+              SELECT gen_random_uuid(), r.id, r.application, 'p', 1, h.state, '{}', 'test', r.created_at
+                FROM releases r JOIN history h ON h.app = r.application AND h.version = r.version;
+         -- Every rollout had a target on c1..c3; those it did not roll out
+         -- were restored.
+         INSERT INTO targets (rollout_id, cluster, region, stage, position, state)
+              SELECT ro.id, c.cluster, 'europe', 0, c.n - 1,
+                     CASE WHEN c.cluster = ANY(h.rolled_out) THEN 'rolled_out' ELSE 'restored' END
+                FROM rollouts ro
+                JOIN releases r ON r.id = ro.release_id
+                JOIN history h ON h.app = r.application AND h.version = r.version
+               CROSS JOIN unnest(ARRAY['c1', 'c2', 'c3']) WITH ORDINALITY AS c(cluster, n);
+         ANALYZE;",
+    )
+    .execute(store.pool())
+    .await
+    .expect("write history");
+
+    let before = rows_read(&store).await;
+    let versions = store
+        .running_versions("shop", &["c1", "c2", "c3"])
+        .await
+        .expect("read versions");
+    let read = rows_read(&store).await - before;
+
+    let expected: HashMap<String, String> = [("c1", "1.1"), ("c2", "1.0"), ("c3", "1.0")]
+        .into_iter()
+        .map(|(c, v)| (c.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(
+        versions, expected,
+        "c1 last succeeded with 1.1, c2 and c3 with 1.0; the rolled-back, running and other application's rollouts do not count"
+    );
+    assert!(
+        read < 100,
+        "reading 3 clusters' previous release read {read} rows of a history of 3,005 rollouts"
+    );
+    // A cluster no rollout of the application ever finished on has none.
+    let with_new_cluster = store
+        .running_versions("shop", &["c1", "c4"])
+        .await
+        .expect("read versions");
+    assert_eq!(with_new_cluster.get("c1").map(String::as_str), Some("1.1"));
+    assert!(!with_new_cluster.contains_key("c4"));
+}
+
+/// Rows of `targets` and `rollouts` read so far (sequential scans and index
+/// fetches) by this database's backends.
+async fn rows_read(store: &meridian::store::Store) -> i64 {
+    let mut conn = store.pool().acquire().await.expect("connection");
+    // Statistics reach the shared counters when a backend goes idle; force
+    // this one's (the pool's only connection) at its next idle moment.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .expect("flush statistics");
+    let (rows,): (i64,) = sqlx::query_as(
+        "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)::bigint
+           FROM pg_stat_user_tables WHERE relname IN ('targets', 'rollouts')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .expect("read statistics");
+    rows
+}
