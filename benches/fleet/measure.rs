@@ -148,6 +148,9 @@ pub struct Transitions {
     pub stage_transitions: usize,
     pub succeeded: usize,
     pub not_succeeded: usize,
+    /// Simulator finished rolling a target out → Meridian recorded it
+    /// rolled out (the bake starts then): the noticing part of `overhead`.
+    pub noticed: Spread,
     /// Smallest time from a target's apply to Meridian reporting it rolled
     /// out, minus the simulated roll-out time: negative would mean the
     /// benchmark's model of the simulator is wrong.
@@ -236,14 +239,16 @@ pub async fn transitions(
     .fetch_all(db)
     .await?;
     let by_id: HashMap<Uuid, &RolloutRow> = rows.iter().map(|r| (r.id, r)).collect();
-    result.model_check_min_ms = noticed
+    let lags: Vec<f64> = noticed
         .iter()
         .filter_map(|(id, cluster, at)| {
             let row = by_id.get(id)?;
             let applied = applies.first_with(cluster, &row.application, &row.image)?;
             Some(ms(*at - applied - ready_after))
         })
-        .fold(f64::INFINITY, f64::min);
+        .collect();
+    result.model_check_min_ms = lags.iter().copied().fold(f64::INFINITY, f64::min);
+    result.noticed = Spread::of(lags);
     Ok(result)
 }
 

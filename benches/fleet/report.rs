@@ -144,6 +144,10 @@ fn print_transitions(t: &Transitions) {
             &t.overhead_to_decision
         )
     );
+    println!(
+        "{}",
+        spread_row("  target rolled out -> Meridian noticed", &t.noticed)
+    );
     println!("{}", spread_row("rollout created -> first apply", &t.start));
     println!(
         "{}",

@@ -10,7 +10,7 @@ use crate::Args;
 use crate::layout::{Layout, app_name};
 use crate::measure::{self, Applies, DrivenOnce, Reaction, Spread, Transitions};
 use crate::procstat::{self, ProcessCost};
-use crate::world::{TOKEN, World};
+use crate::world::{ServerSetup, TOKEN, World};
 
 const GOOD_IMAGE: &str = "registry.example/bench:1.0.0";
 const FAULTY_IMAGE: &str = "registry.example/bench:2.0.0-faulty";
@@ -40,8 +40,11 @@ pub async fn light(args: &Args, rollouts: usize) -> anyhow::Result<Light> {
         layout(args),
         rollouts,
         args.preparation(),
-        1,
-        false,
+        ServerSetup {
+            replicas: 1,
+            gated: false,
+            count_round_trips: false,
+        },
     )
     .await?;
     let ids = world
@@ -67,8 +70,11 @@ pub async fn reaction(args: &Args) -> anyhow::Result<Reaction> {
         layout(args),
         args.reactions,
         args.preparation(),
-        1,
-        true,
+        ServerSetup {
+            replicas: 1,
+            gated: true,
+            count_round_trips: false,
+        },
     )
     .await?;
     let names = apps(args.reactions);
@@ -117,8 +123,11 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         layout(args),
         args.rollouts,
         args.preparation(),
-        servers,
-        false,
+        ServerSetup {
+            replicas: servers,
+            gated: false,
+            count_round_trips: true,
+        },
     )
     .await?;
     let cpu_before: Vec<f64> = world
@@ -127,16 +136,20 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         .map(|s| procstat::cost(s.pid()).map(|c| c.cpu_seconds))
         .collect::<anyhow::Result<_>>()?;
     let events_before = count_events(&mut world.db).await?;
-    let trips_before = world.proxy.round_trips();
+    let proxy = world
+        .proxy
+        .clone()
+        .context("the capacity run counts round trips through the proxy")?;
+    let trips_before = proxy.round_trips();
     let statements_before: std::collections::HashMap<String, u64> =
-        world.proxy.by_statement().into_iter().collect();
+        proxy.by_statement().into_iter().collect();
     let started = Instant::now();
     let ids = world
         .release_spread(&apps(args.rollouts), "1.0.0", GOOD_IMAGE, args.spread)
         .await?;
     world.wait_all_finished("capacity", RUN_LIMIT).await?;
     let wall = started.elapsed();
-    let trips = world.proxy.round_trips() - trips_before;
+    let trips = proxy.round_trips() - trips_before;
     let per_server: Vec<ProcessCost> = world
         .servers
         .iter()
@@ -159,8 +172,7 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         None
     };
     let per_transition = |n: u64| n as f64 / transitions.stage_transitions.max(1) as f64;
-    let by_statement: Vec<(String, f64)> = world
-        .proxy
+    let by_statement: Vec<(String, f64)> = proxy
         .by_statement()
         .into_iter()
         .map(|(sql, n)| {

@@ -1,6 +1,7 @@
 //! One benchmark world: a fresh database, the simulated fleet (in this
-//! process, over real HTTP), a round-trip counting proxy to PostgreSQL and
-//! one or more `meridian serve` child processes.
+//! process, over real HTTP), one or more `meridian serve` child processes
+//! and, in the runs that count round trips, a counting proxy between them
+//! and PostgreSQL.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,7 +23,8 @@ pub struct World {
     pub sim: SimFleet,
     pub layout: Layout,
     pub servers: Vec<Server>,
-    pub proxy: DbProxy,
+    /// Between the servers and PostgreSQL when round trips are counted.
+    pub proxy: Option<DbProxy>,
     /// Direct connection for reading results (not through the proxy).
     pub db: PgConnection,
     admin_url: String,
@@ -37,6 +39,18 @@ pub struct Preparation {
     pub history: usize,
     /// Rollouts of other applications run to the end.
     pub warm_up: usize,
+}
+
+/// The servers a world runs and how they are wired.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerSetup {
+    pub replicas: usize,
+    /// A gate on the second stage that asks the simulator's control URL.
+    pub gated: bool,
+    /// Connect the servers through the counting proxy. It is one more hop
+    /// (and one more process on the cores) for every round trip, so the
+    /// runs that measure latency go straight to PostgreSQL.
+    pub count_round_trips: bool,
 }
 
 pub struct Server {
@@ -65,8 +79,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl World {
     /// Starts the fleet of `layout` for `apps` measured applications and
-    /// `replicas` servers (`gated`: with a gate on the sim's control URL).
-    /// Before it answers, the database gets `history` finished rollouts per
+    /// the servers of `setup`. Before it answers, the database gets `history` finished rollouts per
     /// application (see [`World::seed_history`]) and `warm_up` more
     /// applications are released and left finished (see [`World::warm_up`]).
     pub async fn start(
@@ -74,8 +87,7 @@ impl World {
         mut layout: Layout,
         apps: usize,
         preparation: Preparation,
-        replicas: usize,
-        gated: bool,
+        setup: ServerSetup,
     ) -> anyhow::Result<World> {
         let Preparation { history, warm_up } = preparation;
         let dir = tempfile::tempdir()?;
@@ -93,35 +105,40 @@ impl World {
         let mut url = url::Url::parse(admin_url)?;
         url.set_path(&db_name);
         let db = PgConnection::connect(url.as_str()).await?;
-        let upstream = tokio::net::lookup_host(format!(
-            "{}:{}",
-            url.host_str().unwrap_or("127.0.0.1"),
-            url.port().unwrap_or(5432)
-        ))
-        .await?
-        .next()
-        .context("PostgreSQL host does not resolve")?;
-        let proxy = DbProxy::start(upstream).await?;
-        let mut proxied = url.clone();
-        proxied.set_host(Some("127.0.0.1"))?;
-        proxied
-            .set_port(Some(proxy.addr.port()))
-            .map_err(|()| anyhow::anyhow!("cannot set the proxy port"))?;
-        // The proxy reads the protocol, so it must stay in plain text.
-        proxied.set_query(Some("sslmode=disable"));
+        let mut server_url = url.clone();
+        let proxy = if setup.count_round_trips {
+            let upstream = tokio::net::lookup_host(format!(
+                "{}:{}",
+                url.host_str().unwrap_or("127.0.0.1"),
+                url.port().unwrap_or(5432)
+            ))
+            .await?
+            .next()
+            .context("PostgreSQL host does not resolve")?;
+            let proxy = DbProxy::start(upstream).await?;
+            server_url.set_host(Some("127.0.0.1"))?;
+            server_url
+                .set_port(Some(proxy.addr.port()))
+                .map_err(|()| anyhow::anyhow!("cannot set the proxy port"))?;
+            // The proxy reads the protocol, so it must stay in plain text.
+            server_url.set_query(Some("sslmode=disable"));
+            Some(proxy)
+        } else {
+            None
+        };
 
         let sim = SimFleet::start(layout.clusters.clone(), SIM).await?;
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig)?;
-        if gated {
+        if setup.gated {
             layout.gate_url = Some(sim.control_url());
         }
         let config = dir.path().join("meridian.yaml");
         std::fs::write(&config, layout.config_yaml(&kubeconfig, apps + warm_up))?;
 
         let mut servers = Vec::new();
-        for i in 0..replicas {
-            servers.push(start_server(&config, proxied.as_str(), dir.path(), i)?);
+        for i in 0..setup.replicas {
+            servers.push(start_server(&config, server_url.as_str(), dir.path(), i)?);
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
