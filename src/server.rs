@@ -258,6 +258,7 @@ async fn run(
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
     let event_horizon = api::spawn_event_horizon(store.clone(), shutdown.clone());
+    api::spawn_key_expiry(store.clone(), shutdown.clone());
     let webhooks = WebhookWorker::new(
         store.clone(),
         WorkerConfig::new(worker_id, format!("http://{address}")),

@@ -6,6 +6,7 @@ mod catalog;
 mod cursor;
 mod error;
 mod health;
+mod idempotency;
 mod openapi;
 mod plans;
 mod releases;
@@ -16,6 +17,7 @@ mod views;
 mod webhooks;
 
 pub use auth::{BootstrapToken, Caller};
+pub use idempotency::spawn_key_expiry;
 pub use stream::spawn_event_horizon;
 
 use std::time::Duration;

@@ -62,14 +62,15 @@ const MAX_FIELD_LEN: usize = 256;
 /// Create a release and start its rollout.
 ///
 /// With an `Idempotency-Key`, the same key and body answer the first
-/// result again (`Idempotent-Replayed: true`) without creating twice.
+/// result again (`Idempotent-Replayed: true`) without creating twice, for
+/// 24 hours after the key's first use; then the key is forgotten.
 #[utoipa::path(
     post,
     path = "/releases",
     operation_id = "create_release",
     tag = "releases",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible ASCII characters, scoped to the calling token"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible ASCII characters, scoped to the calling token, remembered for 24 hours"),
     ),
     request_body = CreateRelease,
     responses(

@@ -7,6 +7,7 @@ pub mod catalog_changes;
 pub mod embedded;
 pub mod event_horizon;
 pub mod events;
+pub mod idempotency;
 pub mod rollouts;
 mod tick_commit;
 pub mod tokens;

@@ -211,14 +211,20 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         if let Some(key) = idempotency {
             // The insert waits for a concurrent request with the same key
-            // to commit, then conflicts: at most one of them creates.
+            // to commit, then conflicts: at most one of them creates. A key
+            // past its lifetime is taken over as if it were new (the
+            // periodic clean-up may not have removed it yet).
             let claimed = sqlx::query(
                 "INSERT INTO idempotency_keys (actor, key, request_hash) VALUES ($1, $2, $3)
-                 ON CONFLICT (actor, key) DO NOTHING",
+                 ON CONFLICT (actor, key) DO UPDATE
+                    SET request_hash = EXCLUDED.request_hash, response_status = NULL,
+                        response_body = NULL, created_at = now()
+                  WHERE idempotency_keys.created_at < now() - make_interval(secs => $4)",
             )
             .bind(actor)
             .bind(key.key)
             .bind(key.request_hash)
+            .bind(super::idempotency::KEY_LIFETIME.as_secs_f64())
             .execute(&mut *tx)
             .await?
             .rows_affected()

@@ -110,6 +110,54 @@ async fn two_pipelines_that_pick_the_same_idempotency_key_each_get_their_own_rel
     assert_eq!(again["id"], a["id"]);
 }
 
+/// A key is remembered for a day. After that the same key may start
+/// another release (a nightly job's fixed key, say), and the clean-up
+/// removes it from the database.
+#[tokio::test]
+async fn an_idempotency_key_is_forgotten_a_day_after_its_first_use() {
+    let world = World::start(PLAN, &app_yaml("shop", "one", 1, 20), "idem-expiry").await;
+    let base = world.server.api.base.clone();
+    let body = |v: &str| json!({"application": "shop", "version": v, "image": format!("registry.example/shop:{v}"), "on_active": "queue"});
+    let mut db = world.db.connect().await;
+    let age_keys_by_a_day =
+        "UPDATE idempotency_keys SET created_at = created_at - interval '1 day 1 minute'";
+
+    let (status, first, _) = post_with_key(&base, "nightly", body("1.0.0")).await;
+    assert_eq!(status, 201, "{first}");
+    sqlx::query(age_keys_by_a_day)
+        .execute(&mut db)
+        .await
+        .expect("age the key");
+    let (status, second, replayed) = post_with_key(&base, "nightly", body("1.0.1")).await;
+    assert_eq!((status, replayed), (201, false), "{second}");
+    assert_ne!(second["id"], first["id"]);
+    assert_eq!(second["release"]["version"], "1.0.1", "{second}");
+    // From then on the key answers with its new release.
+    let (status, again, replayed) = post_with_key(&base, "nightly", body("1.0.1")).await;
+    assert_eq!((status, replayed), (201, true), "{again}");
+    assert_eq!(again["id"], second["id"]);
+
+    sqlx::query(age_keys_by_a_day)
+        .execute(&mut db)
+        .await
+        .expect("age the key");
+    let (status, fresh, _) = post_with_key(&base, "build-9", body("1.0.2")).await;
+    assert_eq!(status, 201, "{fresh}");
+    let store = meridian::store::Store::connect(&world.db.url, 1)
+        .await
+        .expect("connect");
+    let forgotten = store
+        .forget_expired_idempotency_keys()
+        .await
+        .expect("forget expired keys");
+    assert_eq!(forgotten, 1);
+    let kept: Vec<(String,)> = sqlx::query_as("SELECT key FROM idempotency_keys")
+        .fetch_all(&mut db)
+        .await
+        .expect("read keys");
+    assert_eq!(kept, vec![("build-9".to_owned(),)]);
+}
+
 #[tokio::test]
 async fn a_second_release_is_rejected_while_one_is_active_unless_it_asks_to_queue() {
     let world = World::start(PLAN, &app_yaml("shop", "one", 1, 20), "queue").await;
