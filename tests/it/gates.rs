@@ -412,19 +412,10 @@ async fn the_previous_release_is_read_from_the_newest_success_without_walking_hi
 /// Rows of `targets` and `rollouts` read so far (sequential scans and index
 /// fetches) by this database's backends.
 async fn rows_read(store: &meridian::store::Store) -> i64 {
-    let mut conn = store.pool().acquire().await.expect("connection");
-    // Statistics reach the shared counters when a backend goes idle; force
-    // this one's (the pool's only connection) at its next idle moment.
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut *conn)
-        .await
-        .expect("flush statistics");
-    let (rows,): (i64,) = sqlx::query_as(
+    crate::support::db::statistic(
+        store,
         "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)::bigint
            FROM pg_stat_user_tables WHERE relname IN ('targets', 'rollouts')",
     )
-    .fetch_one(&mut *conn)
     .await
-    .expect("read statistics");
-    rows
 }

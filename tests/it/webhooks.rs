@@ -774,21 +774,12 @@ async fn fanning_out_reads_the_events_after_the_cursor_not_the_whole_history() {
 
 /// Index entries of `events` read so far by this database's backends.
 async fn events_index_reads(store: &meridian::store::Store) -> i64 {
-    let mut conn = store.pool().acquire().await.expect("connection");
-    // Statistics reach the shared counters when a backend goes idle; force
-    // this one's (the pool's only connection) at its next idle moment.
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut *conn)
-        .await
-        .expect("flush statistics");
-    let (reads,): (i64,) = sqlx::query_as(
+    crate::support::db::statistic(
+        store,
         "SELECT coalesce(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes
           WHERE relname = 'events'",
     )
-    .fetch_one(&mut *conn)
     .await
-    .expect("read statistics");
-    reads
 }
 
 /// The event log's settled horizon, as a replica's follower would publish

@@ -63,3 +63,22 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Reads one figure of PostgreSQL's activity statistics (`statistic`: a
+/// query answering one `bigint`) through `store`, whose pool must hold one
+/// connection: what that connection did so far is flushed to the shared
+/// counters first, so the figure includes the statements just run.
+pub async fn statistic(store: &meridian::store::Store, statistic: &'static str) -> i64 {
+    let mut conn = store.pool().acquire().await.expect("connection");
+    // Statistics reach the shared counters when a backend goes idle; force
+    // this one's at its next idle moment, before the read below.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .expect("flush statistics");
+    let (figure,): (i64,) = sqlx::query_as(statistic)
+        .fetch_one(&mut *conn)
+        .await
+        .expect("read statistics");
+    figure
+}
