@@ -79,9 +79,10 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl World {
     /// Starts the fleet of `layout` for `apps` measured applications and
-    /// the servers of `setup`. Before it answers, the database gets `history` finished rollouts per
-    /// application (see [`World::seed_history`]) and `warm_up` more
-    /// applications are released and left finished (see [`World::warm_up`]).
+    /// the servers of `setup`. Before it answers, the database gets
+    /// `history` finished rollouts per application (see
+    /// [`World::seed_history`]) and `warm_up` more applications are released
+    /// and left finished (see [`World::warm_up`]).
     pub async fn start(
         admin_url: &str,
         mut layout: Layout,
