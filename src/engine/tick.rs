@@ -18,7 +18,11 @@ use crate::{
 /// bound guards against a future input that decides more.
 const MAX_ACT_ROUNDS: usize = 4;
 
-pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Result<()> {
+/// Answers when the rollout is due again, as its final commit stored it.
+pub(super) async fn drive(
+    inner: &Inner,
+    claimed: ClaimedRollout,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
     let store = &inner.store;
     let tuning = &inner.config.tuning;
     let ClaimedRollout {
@@ -136,10 +140,10 @@ pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Res
     } else {
         machine.next_wake(clock::now(), tuning)
     };
-    unwritten
+    let stored_wake = unwritten
         .commit(store, lease, &machine, next_wake_at, true, &[])
         .await?;
-    Ok(())
+    Ok(stored_wake)
 }
 
 /// What the tick decided since its last commit, and the version that
@@ -161,8 +165,8 @@ impl Unwritten {
         next_wake_at: Option<DateTime<Utc>>,
         release_lease: bool,
         previous: &[(String, serde_json::Value)],
-    ) -> Result<(), StoreError> {
-        self.version = store
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let committed = store
             .commit_tick(
                 lease,
                 TickCommit {
@@ -178,11 +182,12 @@ impl Unwritten {
                 },
             )
             .await?;
+        self.version = committed.version;
         self.before = machine.targets.clone();
         self.events.clear();
         self.readings.clear();
         self.processed_actions.clear();
-        Ok(())
+        Ok(committed.next_wake_at)
     }
 }
 
