@@ -104,9 +104,12 @@ impl Engine {
                 .max_concurrent_ticks
                 .saturating_sub(ticks.len());
             // A catalog change announced before a rollout became due must
-            // be seen by that rollout's tick: read what already arrived.
+            // be seen by that rollout's tick: read what already arrived. A
+            // wake-up read here is as good as one the select below waits
+            // for.
             while let Some(notification) = listener.next_buffered() {
                 self.note(&notification);
+                plan.notified();
             }
             if free > 0 && plan.claim_now(crate::clock::now()) {
                 match self.claim_and_spawn(free, &mut ticks).await {
