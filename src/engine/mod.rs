@@ -4,7 +4,6 @@
 
 mod act;
 mod catalog;
-mod claim_plan;
 mod gates;
 mod health;
 mod tick;
@@ -16,7 +15,6 @@ use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use claim_plan::{ClaimPlan, TickEnd};
 pub use gates::HealthClients;
 pub use health::EngineHealth;
 
@@ -91,11 +89,7 @@ impl Engine {
         let inner = &self.inner;
         let mut listener = PgListener::connect_with(inner.store.pool()).await?;
         listener.listen_all([WAKE_CHANNEL, CATALOG_CHANNEL]).await?;
-        let mut ticks: JoinSet<TickEnd> = JoinSet::new();
-        let fallback = inner.config.fallback_poll;
-        // What the loop knows of when a rollout is next due, and whether it
-        // must ask the database anyway (see `ClaimPlan`).
-        let mut plan = ClaimPlan::new(fallback);
+        let mut ticks: JoinSet<()> = JoinSet::new();
         tracing::info!(worker = %inner.config.worker_id, "engine started");
         loop {
             inner.heartbeat.beat();
@@ -104,25 +98,22 @@ impl Engine {
                 .max_concurrent_ticks
                 .saturating_sub(ticks.len());
             // A catalog change announced before a rollout became due must
-            // be seen by that rollout's tick: read what already arrived. A
-            // wake-up read here is as good as one the select below waits
-            // for.
+            // be seen by that rollout's tick: read what already arrived.
             while let Some(notification) = listener.next_buffered() {
                 self.note(&notification);
-                plan.notified();
             }
-            if free > 0 && plan.claim_now(crate::clock::now()) {
+            let fallback = inner.config.fallback_poll;
+            // With every slot busy, a finishing tick is what wakes the loop.
+            let mut sleep = fallback;
+            if free > 0 {
                 match self.claim_and_spawn(free, &mut ticks).await {
-                    Ok((claimed, next_due)) => {
-                        plan.claimed(crate::clock::now(), claimed >= free, next_due);
+                    Ok((claimed, next_due)) if claimed < free => {
+                        sleep = crate::clock::sleep_until(next_due, fallback);
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot claim due rollouts; retrying");
-                        plan.failed(crate::clock::now());
-                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot claim due rollouts; retrying"),
                 }
             }
-            let sleep = plan.sleep(crate::clock::now(), free > 0);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 notification = listener.recv() => {
@@ -137,15 +128,11 @@ impl Engine {
                         inner.catalog.clear();
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    plan.notified();
                 }
-                _ = tokio::time::sleep(sleep) => plan.slept(),
-                Some(ended) = ticks.join_next(), if !ticks.is_empty() => {
-                    // One decision for every tick that ended meanwhile.
-                    plan.tick_ended(ended.unwrap_or(TickEnd::Unknown));
-                    while let Some(ended) = ticks.try_join_next() {
-                        plan.tick_ended(ended.unwrap_or(TickEnd::Unknown));
-                    }
+                _ = tokio::time::sleep(sleep) => {}
+                Some(_) = ticks.join_next(), if !ticks.is_empty() => {
+                    // Claim once for every tick that ended meanwhile.
+                    while ticks.try_join_next().is_some() {}
                 }
             }
         }
@@ -163,7 +150,7 @@ impl Engine {
     /// Claims due rollouts and drives each once; returns how many. Lets
     /// tests and benchmarks step the engine without its loop.
     pub async fn run_due_once(&self) -> anyhow::Result<usize> {
-        let mut ticks: JoinSet<TickEnd> = JoinSet::new();
+        let mut ticks = JoinSet::new();
         let (count, _) = self
             .claim_and_spawn(self.inner.config.max_concurrent_ticks, &mut ticks)
             .await?;
@@ -176,7 +163,7 @@ impl Engine {
     async fn claim_and_spawn(
         &self,
         limit: usize,
-        ticks: &mut JoinSet<TickEnd>,
+        ticks: &mut JoinSet<()>,
     ) -> anyhow::Result<(usize, Option<chrono::DateTime<chrono::Utc>>)> {
         let inner = &self.inner;
         let claim = inner
@@ -196,15 +183,11 @@ impl Engine {
                 // fencing would refuse its writes, but stop it anyway.
                 let deadline = engine.inner.config.lease.mul_f64(0.8);
                 match tokio::time::timeout(deadline, tick::drive(&engine.inner, rollout)).await {
-                    Ok(Ok(next_wake_at)) => TickEnd::DueAt(next_wake_at),
-                    Ok(Err(e)) => {
-                        tick::give_back(&engine.inner, &lease, &e).await;
-                        TickEnd::Unknown
-                    }
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tick::give_back(&engine.inner, &lease, &e).await,
                     Err(_) => {
                         let e = anyhow::anyhow!("tick took longer than {deadline:?}");
                         tick::give_back(&engine.inner, &lease, &e).await;
-                        TickEnd::Unknown
                     }
                 }
             });

@@ -18,11 +18,7 @@ use crate::{
 /// bound guards against a future input that decides more.
 const MAX_ACT_ROUNDS: usize = 4;
 
-/// Answers when the rollout is due again, as its final commit stored it.
-pub(super) async fn drive(
-    inner: &Inner,
-    claimed: ClaimedRollout,
-) -> anyhow::Result<Option<DateTime<Utc>>> {
+pub(super) async fn drive(inner: &Inner, claimed: ClaimedRollout) -> anyhow::Result<()> {
     let store = &inner.store;
     let tuning = &inner.config.tuning;
     let ClaimedRollout {
@@ -140,10 +136,10 @@ pub(super) async fn drive(
     } else {
         machine.next_wake(clock::now(), tuning)
     };
-    let stored_wake = unwritten
+    unwritten
         .commit(store, lease, &machine, next_wake_at, true, &[])
         .await?;
-    Ok(stored_wake)
+    Ok(())
 }
 
 /// What the tick decided since its last commit, and the version that
@@ -165,8 +161,8 @@ impl Unwritten {
         next_wake_at: Option<DateTime<Utc>>,
         release_lease: bool,
         previous: &[(String, serde_json::Value)],
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let committed = store
+    ) -> Result<(), StoreError> {
+        self.version = store
             .commit_tick(
                 lease,
                 TickCommit {
@@ -182,12 +178,11 @@ impl Unwritten {
                 },
             )
             .await?;
-        self.version = committed.version;
         self.before = machine.targets.clone();
         self.events.clear();
         self.readings.clear();
         self.processed_actions.clear();
-        Ok(committed.next_wake_at)
+        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ pub use rollouts::{
     Claim, ClaimedRollout, Created, IdempotencyKey, Lease, NewRelease, OnActive, ReleaseRecord,
     RolloutFilter, RolloutRecord,
 };
-pub use tick_commit::{Committed, TickCommit};
+pub use tick_commit::TickCommit;
 
 /// The channel that wakes engines: a rollout became due (new rollout,
 /// operator action). Only a hint; engines also poll on a short fallback.

@@ -34,9 +34,9 @@ pub struct TickCommit<'a> {
 
 impl Store {
     /// Writes a tick's outcome, guarded by the lease and the version read.
-    /// Returns the new version and the wake time stored; `LeaseLost` when
-    /// the guard failed (nothing written).
-    pub async fn commit_tick(&self, lease: &Lease, tick: TickCommit<'_>) -> Result<Committed> {
+    /// Returns the new version; `LeaseLost` when the guard failed (nothing
+    /// written).
+    pub async fn commit_tick(&self, lease: &Lease, tick: TickCommit<'_>) -> Result<i64> {
         let after = tick.after;
         let written: Vec<&Target> = after
             .targets
@@ -55,23 +55,13 @@ impl Store {
             && tick.events.is_empty()
             && tick.readings.is_empty()
             && !after.state.is_terminal();
-        let committed = if row_only {
+        let version = if row_only {
             update_row(&mut conn, lease, &tick).await?
         } else {
             write_all(&mut conn, lease, &tick, &written).await?
         };
-        committed.ok_or(StoreError::LeaseLost(lease.rollout_id))
+        version.ok_or(StoreError::LeaseLost(lease.rollout_id))
     }
-}
-
-/// What a tick's commit left in the rollout's row.
-#[derive(Clone, Copy, Debug)]
-pub struct Committed {
-    pub version: i64,
-    /// When the rollout is due again as stored: the tick's own answer, or
-    /// now when it was woken while the tick ran; `None` when only an
-    /// operator or another rollout's end can move it.
-    pub next_wake_at: Option<DateTime<Utc>>,
 }
 
 /// The fenced row update both statements share: `$1`–`$11`. `$7`, the
@@ -113,21 +103,15 @@ async fn update_row(
     conn: &mut PgConnection,
     lease: &Lease,
     tick: &TickCommit<'_>,
-) -> Result<Option<Committed>> {
-    let row: Option<(i64, Option<DateTime<Utc>>)> = bind_row!(
-        sqlx::query_as(concat!(
-            update_rollout!(),
-            " RETURNING version, next_wake_at"
-        )),
+) -> Result<Option<i64>> {
+    let version: Option<i64> = bind_row!(
+        sqlx::query_scalar(concat!(update_rollout!(), " RETURNING version")),
         lease,
         tick
     )
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|(version, next_wake_at)| Committed {
-        version,
-        next_wake_at,
-    }))
+    Ok(version)
 }
 
 async fn write_all(
@@ -135,14 +119,14 @@ async fn write_all(
     lease: &Lease,
     tick: &TickCommit<'_>,
     targets: &[&Target],
-) -> Result<Option<Committed>> {
+) -> Result<Option<i64>> {
     // Every part after the row update is conditional on it (`EXISTS (SELECT
     // 1 FROM upd)`): a refused fence writes nothing. Events come last, after
     // the transaction has its id (see `insert_events_cte`).
     let sql = concat!(
         "WITH upd AS (",
         update_rollout!(),
-        " RETURNING version, application, next_wake_at),
+        " RETURNING version, application),
         targets_written AS (
             UPDATE targets t
                SET state = u.state, apply_seq = u.apply_seq, errors = u.errors,
@@ -178,7 +162,7 @@ async fn write_all(
             SELECT pg_current_xact_id() FROM upd WHERE cardinality($30::text[]) > 0), ",
         insert_events_cte!("$1", "$2", "$3", "$30", "$31", "$32", "$33"),
         "
-        SELECT (SELECT version FROM upd), (SELECT next_wake_at FROM upd),
+        SELECT (SELECT version FROM upd),
                (SELECT count(*) FROM (SELECT pg_notify($34, max(id)::text) FROM inserted
                                        HAVING count(*) > 0) AS n),
                (SELECT count(pg_notify($35, id::text)) FROM next_queued)"
@@ -274,14 +258,10 @@ async fn write_all(
                 .collect::<Vec<_>>(),
         )
         .bind(readings.iter().map(|(_, r)| r.taken_at).collect::<Vec<_>>());
-    let (version, next_wake_at, _, _): (Option<i64>, Option<DateTime<Utc>>, i64, i64) =
-        bind_events!(query, tick.events)
-            .bind(EVENTS_CHANNEL)
-            .bind(WAKE_CHANNEL)
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok(version.map(|version| Committed {
-        version,
-        next_wake_at,
-    }))
+    let (version, _, _): (Option<i64>, i64, i64) = bind_events!(query, tick.events)
+        .bind(EVENTS_CHANNEL)
+        .bind(WAKE_CHANNEL)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(version)
 }

@@ -97,9 +97,8 @@ async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_nex
     let later = (Utc::now() + chrono::TimeDelta::hours(1))
         .with_nanosecond(0)
         .expect("a valid instant");
-    let mut committed = Vec::new();
     for ClaimedRollout { lease, record, .. } in &claimed {
-        let answer = store
+        store
             .commit_tick(
                 lease,
                 TickCommit {
@@ -116,7 +115,6 @@ async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_nex
             )
             .await
             .expect("commit");
-        committed.push((lease.rollout_id, answer.next_wake_at));
     }
     let now = Utc::now();
     assert!(
@@ -128,11 +126,6 @@ async fn a_wake_up_during_a_tick_survives_the_ticks_own_idea_of_when_to_look_nex
         Some(later),
         "cart keeps the time its tick chose"
     );
-    // The engine plans its next claim from what the commit answers, so the
-    // answer is the stored time, not the tick's own.
-    for (id, answered) in committed {
-        assert_eq!(answered, next_wake(&store, id).await, "rollout {id}");
-    }
 }
 
 #[tokio::test]
