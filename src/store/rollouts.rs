@@ -117,7 +117,7 @@ pub struct ClaimedRollout {
 
 /// What one claim found: the rollouts now held, and when the earliest of
 /// the others is due (for the engine's sleep; `None` when none is).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Claim {
     pub rollouts: Vec<ClaimedRollout>,
     pub next_due: Option<DateTime<Utc>>,

@@ -137,7 +137,7 @@ pub enum NextStep {
 
 /// What one claim of deliveries found: those now held, and when the
 /// earliest of the others may be claimed (`None` when none is pending).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DeliveryClaim {
     pub deliveries: Vec<ClaimedDelivery>,
     pub next_due: Option<DateTime<Utc>>,
