@@ -45,7 +45,7 @@ pub struct Args {
     /// been running (0: measure the first requests after a start).
     #[arg(long, default_value_t = 20)]
     warm_up: usize,
-    /// Finished (rolled back) rollouts, ten targets each, written per
+    /// Finished (rolled back) rollouts, up to ten targets each, written per
     /// application before the server starts work, then ANALYZE: the planner
     /// plans for a database in use, not for empty tables (0: start empty).
     #[arg(long, default_value_t = 5)]

@@ -164,8 +164,8 @@ impl World {
         Ok(world)
     }
 
-    /// Writes `per_application` finished rollouts (ten targets each) for
-    /// every application, then has PostgreSQL gather statistics. A database
+    /// Writes `per_application` finished rollouts (up to ten targets each,
+    /// about a tenth of the clusters picked by hash) for every application, then has PostgreSQL gather statistics. A database
     /// in use holds history, and its planner plans for tables of that size;
     /// one that starts empty gets plans made for a few rows (sequential
     /// scans, cached by every connection) while its tables grow by
