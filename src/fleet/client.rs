@@ -129,15 +129,8 @@ impl Fleet {
         work.sort_by_key(|(object, _)| object.kind.apply_rank());
         // Objects need their namespace; a first release creates it. It is
         // never deleted by a rollback: other things may live there.
-        let namespaces: std::collections::BTreeSet<&str> = work
-            .iter()
-            .map(|(object, _)| object.namespace.as_str())
-            .collect();
-        for namespace in namespaces {
-            client.ensure_namespace(namespace).await?;
-        }
         for (object, manifest) in work {
-            client.apply(&object, &manifest.0, false).await?;
+            client.apply_in_namespace(&object, &manifest.0, false).await?;
         }
         Ok(())
     }

@@ -1,6 +1,9 @@
 //! The four requests Meridian makes against one cluster (get, apply, delete,
 //! read progress), each wrapped in the call budget.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -34,6 +37,33 @@ pub(crate) struct ClusterClient {
     pub client: Client,
     pub budget: Budget,
     pub field_manager: String,
+    /// Namespaces this client saw exist, shared by its clones.
+    pub known_namespaces: Arc<KnownNamespaces>,
+}
+
+/// Namespaces seen to exist on one cluster. Every apply needs its namespace;
+/// asking the API server each time cost a request per apply, one more
+/// round trip on the way to every cluster change.
+#[derive(Default)]
+pub(crate) struct KnownNamespaces(Mutex<HashSet<String>>);
+
+impl KnownNamespaces {
+    fn contains(&self, namespace: &str) -> bool {
+        self.lock().contains(namespace)
+    }
+
+    fn remember(&self, namespace: &str) {
+        self.lock().insert(namespace.to_owned());
+    }
+
+    fn forget(&self, namespace: &str) {
+        self.lock().remove(namespace);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A set of names cannot be left half-changed by a panic.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl ClusterClient {
@@ -86,9 +116,35 @@ impl ClusterClient {
         Ok(())
     }
 
+    /// Server-side apply into the object's namespace, created first when
+    /// missing. A namespace this client already saw is not asked about
+    /// again; if the apply is then refused, the namespace may have been
+    /// deleted since, so it is checked (and created) again and the apply
+    /// retried once.
+    pub async fn apply_in_namespace(
+        &self,
+        object: &ObjectRef,
+        body: &Value,
+        force: bool,
+    ) -> Result<(), FleetError> {
+        let namespace = object.namespace.as_str();
+        let remembered = self.known_namespaces.contains(namespace);
+        if !remembered {
+            self.ensure_namespace(namespace).await?;
+        }
+        match self.apply(object, body, force).await {
+            Err(FleetError::Rejected { .. }) if remembered => {
+                self.known_namespaces.forget(namespace);
+                self.ensure_namespace(namespace).await?;
+                self.apply(object, body, force).await
+            }
+            result => result,
+        }
+    }
+
     /// Creates the namespace when it is missing (server-side apply of a bare
     /// Namespace, so an existing one keeps everything it has).
-    pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), FleetError> {
+    async fn ensure_namespace(&self, namespace: &str) -> Result<(), FleetError> {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
         let what = format!("ensure namespace {namespace}");
         let exists = self
@@ -96,19 +152,19 @@ impl ClusterClient {
             .run(&self.name, &what, || api.get_opt(namespace))
             .await?
             .is_some();
-        if exists {
-            return Ok(());
+        if !exists {
+            let body = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": namespace},
+            });
+            let params = PatchParams::apply(&self.field_manager);
+            let patch = Patch::Apply(&body);
+            self.budget
+                .run(&self.name, &what, || api.patch(namespace, &params, &patch))
+                .await?;
         }
-        let body = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": namespace},
-        });
-        let params = PatchParams::apply(&self.field_manager);
-        let patch = Patch::Apply(&body);
-        self.budget
-            .run(&self.name, &what, || api.patch(namespace, &params, &patch))
-            .await?;
+        self.known_namespaces.remember(namespace);
         Ok(())
     }
 

@@ -116,6 +116,7 @@ impl Registry {
                 attempts: self.options.attempts.max(1),
             },
             field_manager: self.options.field_manager.clone(),
+            known_namespaces: Arc::default(),
         })
     }
 

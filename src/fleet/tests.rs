@@ -119,10 +119,14 @@ impl Env {
 }
 
 fn release(app: &str, version: &str) -> (Uuid, Vec<Manifest>) {
+    release_in(app, version, NAMESPACE)
+}
+
+fn release_in(app: &str, version: &str, namespace: &str) -> (Uuid, Vec<Manifest>) {
     let id = Uuid::new_v4();
     let ctx = RenderContext {
         application: app.to_owned(),
-        namespace: NAMESPACE.to_owned(),
+        namespace: namespace.to_owned(),
         release_id: id,
         version: version.to_owned(),
         image: format!("registry.example/{app}:{version}"),
@@ -167,6 +171,57 @@ async fn apply_then_progress_reaches_complete() {
     let kinds: Vec<&str> = log.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, ["ConfigMap", "Deployment"]);
     assert!(log.iter().all(|r| r.field_manager == "meridian"));
+}
+
+#[tokio::test]
+async fn a_namespace_is_looked_up_once_not_before_every_apply() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    for version in ["1.0.0", "1.0.1", "1.0.2"] {
+        let (_, manifests) = release_in("web", version, "shop");
+        fleet.apply(CLUSTER, &manifests).await.expect("applies");
+    }
+    let cluster = env.sim.cluster(CLUSTER).expect("cluster");
+    assert_eq!(
+        cluster.images("Deployment", "shop", "web"),
+        Some(vec!["registry.example/web:1.0.2".to_owned()])
+    );
+    assert_eq!(cluster.requests("GET", "/api/v1/namespaces/shop"), 1);
+}
+
+#[tokio::test]
+async fn a_namespace_deleted_since_the_last_apply_is_created_again() {
+    let env = env().await;
+    let fleet = env.fleet(FleetOptions::default()).await;
+    let (_, first) = release_in("web", "1.0.0", "shop");
+    fleet.apply(CLUSTER, &first).await.expect("applies");
+
+    // Someone else deletes the namespace, and the workload with it.
+    let kubeconfig = kube::config::Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
+    let options = kube::config::KubeConfigOptions {
+        context: Some(CLUSTER.to_owned()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+    namespaces
+        .delete("shop", &kube::api::DeleteParams::default())
+        .await
+        .expect("namespace deleted");
+
+    let (_, second) = release_in("web", "1.0.1", "shop");
+    fleet
+        .apply(CLUSTER, &second)
+        .await
+        .expect("applies into a new namespace");
+    let cluster = env.sim.cluster(CLUSTER).expect("cluster");
+    assert_eq!(
+        cluster.images("Deployment", "shop", "web"),
+        Some(vec!["registry.example/web:1.0.1".to_owned()])
+    );
 }
 
 #[tokio::test]

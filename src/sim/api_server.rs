@@ -23,6 +23,7 @@ use super::cluster::ClusterInner;
 use super::discovery;
 use super::faults;
 use super::kinds::{self, Kind};
+use super::requests;
 use super::selector::Selector;
 use super::store::{ApplyRequest, Scope};
 use super::table;
@@ -80,9 +81,11 @@ pub fn router(cluster: Shared) -> Router {
             .merge(resource_routes("", "/api/v1"))
             .merge(resource_routes("apps", "/apis/apps/v1"))
             .fallback(|| async { ApiError::no_route() })
+            .layer(from_fn_with_state(Arc::clone(&cluster), requests::count))
             .layer(from_fn_with_state(Arc::clone(&cluster), faults::inject))
             .layer(axum::middleware::from_fn(auth::require_token));
-    // Layers run outside-in: the token check first, then injected faults.
+    // Layers run outside-in: the token check first, then injected faults,
+    // then the count of requests that reached the API.
     Router::new()
         .route("/metrics", get(metrics))
         .route("/apps/{namespace}/{name}/health", get(app_health))

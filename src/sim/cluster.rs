@@ -12,6 +12,7 @@ use super::listener::{Gate, GateListener};
 use super::options::{Faults, SimClusterSpec, SimOptions};
 use super::pods::Timing;
 use super::records::{ApplyRecord, ClusterInfo, ClusterReport};
+use super::requests::RequestCounts;
 use super::store::ClusterStore;
 use super::workload::ControllerEnv;
 
@@ -23,6 +24,7 @@ pub struct ClusterInner {
     faults: Mutex<Faults>,
     gate: Arc<Gate>,
     server: Mutex<Option<JoinHandle<()>>>,
+    requests: Mutex<RequestCounts>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -38,6 +40,10 @@ impl ClusterInner {
 
     pub fn faults(&self) -> Faults {
         *lock(&self.faults)
+    }
+
+    pub fn request_counts(&self) -> MutexGuard<'_, RequestCounts> {
+        lock(&self.requests)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -76,6 +82,7 @@ impl SimClusterHandle {
             faults: Mutex::new(Faults::default()),
             gate: Arc::clone(&gate),
             server: Mutex::new(None),
+            requests: Mutex::new(RequestCounts::default()),
         });
         let app = api_server::router(Arc::clone(&inner));
         let name = spec.name.clone();
@@ -143,6 +150,12 @@ impl SimClusterHandle {
     /// 500 never reached it and are not counted.
     pub fn apply_calls(&self) -> u64 {
         self.inner.store().apply_calls()
+    }
+
+    /// How many `method` requests for `path` (no query string) reached the
+    /// API: past the token check and any injected fault.
+    pub fn requests(&self, method: &str, path: &str) -> u64 {
+        self.inner.request_counts().get(method, path)
     }
 
     /// Current container images of a workload; `kind` as `Deployment`,

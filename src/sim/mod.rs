@@ -59,6 +59,7 @@ mod listener;
 mod options;
 mod pods;
 mod records;
+mod requests;
 mod selector;
 mod ssa;
 mod status;
