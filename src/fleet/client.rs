@@ -130,7 +130,9 @@ impl Fleet {
         // Objects need their namespace; a first release creates it. It is
         // never deleted by a rollback: other things may live there.
         for (object, manifest) in work {
-            client.apply_in_namespace(&object, &manifest.0, false).await?;
+            client
+                .apply_in_namespace(&object, &manifest.0, false)
+                .await?;
         }
         Ok(())
     }

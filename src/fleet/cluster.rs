@@ -62,7 +62,9 @@ impl KnownNamespaces {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         // A set of names cannot be left half-changed by a panic.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
