@@ -599,13 +599,24 @@ impl Store {
              -- spin the engine's loop for the whole tick. Those claimed here
              -- are left out (this snapshot does not see their new lease):
              -- the end of their ticks wakes the loop.
+             -- Two short index reads, not a pass over every rollout with a
+             -- wake time: the first of the unleased in wake order
+             -- (rollouts_due), and the few leased ones (rollouts_leased).
+             -- The second names no condition rollouts_due could serve, so
+             -- the plan cannot depend on the planner's statistics of leases.
              later AS (
-                SELECT min(CASE WHEN lease_expires_at > now()
-                                THEN greatest(next_wake_at, lease_expires_at)
-                                ELSE next_wake_at END) AS next_due
-                  FROM rollouts
-                 WHERE next_wake_at IS NOT NULL
-                   AND id NOT IN (SELECT claimed_id FROM claimed))
+                SELECT least(
+                    (SELECT next_wake_at FROM rollouts
+                      WHERE next_wake_at IS NOT NULL
+                        AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+                        AND id NOT IN (SELECT claimed_id FROM claimed)
+                      ORDER BY next_wake_at
+                      LIMIT 1),
+                    (SELECT min(CASE WHEN next_wake_at IS NOT NULL
+                                     THEN greatest(next_wake_at, lease_expires_at) END)
+                       FROM rollouts
+                      WHERE lease_expires_at > now()
+                        AND id NOT IN (SELECT claimed_id FROM claimed))) AS next_due)
              SELECT later.next_due, picked.* FROM later LEFT JOIN picked ON true"
         ))
         .bind(worker)
@@ -666,15 +677,21 @@ impl Store {
             "UPDATE rollouts r SET next_wake_at = now(), wake_seq = r.wake_seq + 1
                FROM applications a
               WHERE a.name = r.application
-                -- Only the applications in the changed namespaces, as an
-                -- index condition on the active rollouts (rollouts_active):
-                -- the cost follows the changes, not the number of rollouts
-                -- running, whatever the planner's statistics say.
+                -- Only the applications in the changed namespaces
+                -- (applications_by_namespace), as an index condition on the
+                -- active rollouts (rollouts_active): the cost follows the
+                -- changes, not the number of rollouts running.
                 AND r.application = ANY (ARRAY(
                         SELECT name FROM applications WHERE namespace = ANY ($2::text[])))
                 AND r.state NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted')
-                AND r.next_wake_at IS NOT NULL
-                AND (r.next_wake_at > now() OR r.lease_expires_at > now())
+                -- Waiting for its time, or in a tick. Inside coalesce so
+                -- that no condition names a wake time outright: that would
+                -- let the planner read every rollout with one (rollouts_due)
+                -- whenever its statistics, taken before they began, say
+                -- those are few.
+                AND coalesce(r.next_wake_at > now()
+                             OR (r.next_wake_at IS NOT NULL AND r.lease_expires_at > now()),
+                             false)
                 AND EXISTS (SELECT 1 FROM targets t
                              WHERE t.rollout_id = r.id
                                AND t.state IN ('progressing', 'rolled_out', 'verifying')

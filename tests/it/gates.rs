@@ -8,6 +8,7 @@ use crate::support::{
     ServerBuilder, Sim, TestDb,
     api::target_states,
     config::{app_yaml, write_config_with},
+    db::rows_read,
     eventually,
     prometheus::Prometheus,
 };
@@ -381,12 +382,12 @@ async fn the_previous_release_is_read_from_the_newest_success_without_walking_hi
     .await
     .expect("write history");
 
-    let before = rows_read(&store).await;
+    let before = rows_read(&store, &["targets", "rollouts"]).await;
     let versions = store
         .running_versions("shop", &["c1", "c2", "c3"])
         .await
         .expect("read versions");
-    let read = rows_read(&store).await - before;
+    let read = rows_read(&store, &["targets", "rollouts"]).await - before;
 
     let expected: HashMap<String, String> = [("c1", "1.1"), ("c2", "1.0"), ("c3", "1.0")]
         .into_iter()
@@ -407,15 +408,4 @@ async fn the_previous_release_is_read_from_the_newest_success_without_walking_hi
         .expect("read versions");
     assert_eq!(with_new_cluster.get("c1").map(String::as_str), Some("1.1"));
     assert!(!with_new_cluster.contains_key("c4"));
-}
-
-/// Rows of `targets` and `rollouts` read so far (sequential scans and index
-/// fetches) by this database's backends.
-async fn rows_read(store: &meridian::store::Store) -> i64 {
-    crate::support::db::statistic(
-        store,
-        "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)::bigint
-           FROM pg_stat_user_tables WHERE relname IN ('targets', 'rollouts')",
-    )
-    .await
 }

@@ -7,7 +7,12 @@ use chrono::{DateTime, Timelike as _, Utc};
 use meridian::store::{ClaimedRollout, Store, TickCommit};
 use uuid::Uuid;
 
-use crate::support::{api::target_states, config::app_yaml, world::World};
+use crate::support::{
+    api::target_states,
+    config::app_yaml,
+    db::{TestDb, rows_read},
+    world::World,
+};
 
 const BAKING: &str = r#"  - name: baking
     stages:
@@ -160,5 +165,121 @@ async fn a_claim_answers_when_the_next_rollout_it_did_not_take_is_due() {
     assert!(
         (due - lease_ends).abs() < chrono::TimeDelta::seconds(5),
         "shop is due when its lease ends, not before: {due} vs {lease_ends}"
+    );
+}
+
+/// The claim runs after every tick, so the time it answers must come from
+/// the index, not from reading every rollout that waits for its time.
+#[tokio::test]
+async fn a_claim_finds_the_next_due_time_without_reading_every_waiting_rollout() {
+    let db = TestDb::new().await;
+    // One connection, so the statistics read below are this store's own.
+    let store = Store::connect(&db.url, 1).await.expect("connect");
+    let whole_second = |at: DateTime<Utc>| at.with_nanosecond(0).expect("a valid instant");
+    let first_waiting = whole_second(Utc::now() + chrono::TimeDelta::minutes(1));
+    let lease_ends = whole_second(Utc::now() + chrono::TimeDelta::seconds(30));
+    sqlx::query(
+        "WITH plan AS (INSERT INTO plans (name, version, spec, plan) VALUES ('p', 1, '{}', '{}')),
+              apps AS (INSERT INTO applications (name, namespace, plan_name, templates)
+                       SELECT 'app' || n, 'app' || n, 'p', '[]' FROM generate_series(1, 1002) n
+                       RETURNING name),
+              releases AS (INSERT INTO releases (id, application, version, image, created_by)
+                           SELECT gen_random_uuid(), name, '1.0', 'img', 'test' FROM apps
+                           RETURNING id, application)
+         -- 1,000 rollouts waiting for their time, a minute apart from
+         -- $1 on; 2 more due long ago but driven by another engine until $2.
+         INSERT INTO rollouts (id, release_id, application, plan_name, plan_version, state,
+                               machine, created_by, next_wake_at, lease_owner, lease_expires_at)
+         SELECT gen_random_uuid(), r.id, r.application, 'p', 1, 'baking', '{}', 'test',
+                CASE WHEN n <= 1000 THEN $1 + make_interval(mins => n - 1)
+                     ELSE now() - interval '1 hour' END,
+                CASE WHEN n > 1000 THEN 'other engine' END,
+                CASE WHEN n > 1000 THEN $2 END
+           FROM releases r, LATERAL (SELECT substr(r.application, 4)::int AS n) number",
+    )
+    .bind(first_waiting)
+    .bind(lease_ends)
+    .execute(store.pool())
+    .await
+    .expect("write waiting rollouts");
+    sqlx::query("ANALYZE rollouts")
+        .execute(store.pool())
+        .await
+        .expect("analyze");
+
+    let before = rows_read(&store, &["rollouts"]).await;
+    let claim = store.claim_due("test", 30.0, 10).await.expect("claim");
+    let read = rows_read(&store, &["rollouts"]).await - before;
+    assert!(claim.rollouts.is_empty(), "none is due and free");
+    assert_eq!(
+        claim.next_due,
+        Some(lease_ends),
+        "the leased rollouts are due when their lease ends, before the first waiting one"
+    );
+    assert!(
+        read < 100,
+        "the claim read {read} rows of 1,002 rollouts with a wake time"
+    );
+
+    sqlx::query("UPDATE rollouts SET lease_expires_at = now() + interval '1 hour' WHERE lease_owner IS NOT NULL")
+        .execute(store.pool())
+        .await
+        .expect("lengthen the leases");
+    let claim = store.claim_due("test", 30.0, 10).await.expect("claim");
+    assert_eq!(
+        claim.next_due,
+        Some(first_waiting),
+        "with the leases longer, the first waiting rollout is next"
+    );
+}
+
+/// Every batch of watch events runs the wake-up; it must read the
+/// applications of the changed namespaces and their active rollouts, not
+/// every application or every rollout with a wake time, even when the
+/// statistics were taken before those rollouts began.
+#[tokio::test]
+async fn a_wake_up_reads_only_the_rollouts_of_the_changed_namespaces() {
+    let db = TestDb::new().await;
+    // One connection, so the statistics read below are this store's own.
+    let store = Store::connect(&db.url, 1).await.expect("connect");
+    sqlx::raw_sql(
+        "INSERT INTO plans (name, version, spec, plan) VALUES ('p', 1, '{}', '{}');
+         -- Templates of a realistic size: a Deployment and a Service.
+         INSERT INTO applications (name, namespace, plan_name, templates)
+              SELECT 'app' || n, 'ns' || n, 'p', jsonb_build_array(repeat('x', 1500))
+                FROM generate_series(1, 1000) n;
+         INSERT INTO releases (id, application, version, image, created_by)
+              SELECT gen_random_uuid(), name, v, 'img', 'test'
+                FROM applications, unnest(ARRAY['1', '2']) v;
+         -- Every application's first release finished long ago ...
+         INSERT INTO rollouts (id, release_id, application, plan_name, plan_version, state,
+                               machine, created_by, finished_at)
+              SELECT gen_random_uuid(), id, application, 'p', 1, 'succeeded', '{}', 'test', now()
+                FROM releases WHERE version = '1';
+         ANALYZE;
+         -- ... and its second bakes on the canary, begun after the statistics.
+         INSERT INTO rollouts (id, release_id, application, plan_name, plan_version, state,
+                               machine, created_by, next_wake_at)
+              SELECT gen_random_uuid(), id, application, 'p', 1, 'baking', '{}', 'test',
+                     now() + interval '10 minutes'
+                FROM releases WHERE version = '2';
+         INSERT INTO targets (rollout_id, cluster, region, stage, position, state)
+              SELECT id, 'use1-canary', 'us', 0, 0, 'rolled_out' FROM rollouts WHERE state = 'baking';",
+    )
+    .execute(store.pool())
+    .await
+    .expect("write rollouts");
+
+    let tables = ["applications", "rollouts"];
+    let before = rows_read(&store, &tables).await;
+    let woken = store
+        .wake_watching(&[("use1-canary".to_owned(), "ns7".to_owned())])
+        .await
+        .expect("wake");
+    let read = rows_read(&store, &tables).await - before;
+    assert_eq!(woken, 1, "app7's rollout looks at that namespace");
+    assert!(
+        read < 100,
+        "a change in one namespace read {read} rows of 1,000 applications and 2,000 rollouts"
     );
 }

@@ -69,16 +69,35 @@ impl Drop for TestDb {
 /// connection: what that connection did so far is flushed to the shared
 /// counters first, so the figure includes the statements just run.
 pub async fn statistic(store: &meridian::store::Store, statistic: &'static str) -> i64 {
-    let mut conn = store.pool().acquire().await.expect("connection");
-    // Statistics reach the shared counters when a backend goes idle; force
-    // this one's at its next idle moment, before the read below.
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(&mut *conn)
-        .await
-        .expect("flush statistics");
+    let mut conn = flushed(store).await;
     let (figure,): (i64,) = sqlx::query_as(statistic)
         .fetch_one(&mut *conn)
         .await
         .expect("read statistics");
     figure
+}
+
+/// Rows of `tables` read so far (sequential scans and index fetches), as
+/// [`statistic`] reads them.
+pub async fn rows_read(store: &meridian::store::Store, tables: &[&str]) -> i64 {
+    let mut conn = flushed(store).await;
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)::bigint
+           FROM pg_stat_user_tables WHERE relname = ANY($1)",
+    )
+    .bind(tables)
+    .fetch_one(&mut *conn)
+    .await
+    .expect("read statistics")
+}
+
+async fn flushed(store: &meridian::store::Store) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+    let mut conn = store.pool().acquire().await.expect("connection");
+    // Statistics reach the shared counters when a backend goes idle; force
+    // this one's at its next idle moment, before the read that follows.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .expect("flush statistics");
+    conn
 }
