@@ -199,7 +199,23 @@ fn print_capacity(run: &Capacity) {
     }
     println!(
         "{:<52} {:>9.3}",
-        "CPU seconds per rollout", run.cpu_seconds_per_rollout
+        "server CPU seconds per rollout", run.cpu_seconds_per_rollout
+    );
+    // Where the rest of the machine's CPU went: what a rollout costs
+    // beyond the server bounds how many a second these cores carry at all.
+    let postgres = run
+        .postgres_cpu_seconds_per_rollout
+        .map_or_else(|| "not local".to_owned(), |s| format!("{s:.3}"));
+    println!("{:<52} {postgres:>9}", "  PostgreSQL's");
+    println!(
+        "{:<52} {:>9.3}",
+        "  the benchmark's (simulated fleet, load, proxy)", run.bench_cpu_seconds_per_rollout
+    );
+    println!(
+        "{:<52} {:>8.0}% ({:.0}% stolen by the hypervisor)",
+        "machine CPU busy during the run",
+        run.machine_busy * 100.0,
+        run.machine_steal * 100.0
     );
     println!(
         "{:<52} {:>9.1} ({:.1} per event)",

@@ -105,6 +105,15 @@ pub struct Capacity {
     pub transitions: Transitions,
     pub per_server: Vec<ProcessCost>,
     pub cpu_seconds_per_rollout: f64,
+    /// PostgreSQL's CPU per rollout; `None` when it runs on another machine.
+    pub postgres_cpu_seconds_per_rollout: Option<f64>,
+    /// This process's CPU per rollout: the simulated fleet, the load and
+    /// the counting proxy.
+    pub bench_cpu_seconds_per_rollout: f64,
+    /// The share of the machine's CPU time that was busy during the run,
+    /// and the share the hypervisor gave to others.
+    pub machine_busy: f64,
+    pub machine_steal: f64,
     pub db_round_trips: u64,
     pub db_round_trips_per_stage_transition: f64,
     pub db_round_trips_per_event: f64,
@@ -136,6 +145,9 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         .map(|s| procstat::cost(s.pid()).map(|c| c.cpu_seconds))
         .collect::<anyhow::Result<_>>()?;
     let events_before = count_events(&mut world.db).await?;
+    let postgres_before = procstat::postgres_cpu_seconds()?;
+    let own_before = procstat::own_cpu_seconds()?;
+    let machine_before = procstat::MachineCpu::read()?;
     let proxy = world
         .proxy
         .clone()
@@ -149,6 +161,11 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         .await?;
     world.wait_all_finished("capacity", RUN_LIMIT).await?;
     let wall = started.elapsed();
+    let machine = procstat::MachineCpu::read()?.since(machine_before);
+    let own_cpu = procstat::own_cpu_seconds()? - own_before;
+    let postgres_cpu = procstat::postgres_cpu_seconds()?
+        .zip(postgres_before)
+        .map(|(after, before)| after - before);
     let trips = proxy.round_trips() - trips_before;
     let per_server: Vec<ProcessCost> = world
         .servers
@@ -193,6 +210,10 @@ async fn capacity_run(args: &Args, servers: usize) -> anyhow::Result<(Capacity, 
         events_per_second: events as f64 / seconds,
         per_server,
         cpu_seconds_per_rollout: cpu / args.rollouts as f64,
+        postgres_cpu_seconds_per_rollout: postgres_cpu.map(|s| s / args.rollouts as f64),
+        bench_cpu_seconds_per_rollout: own_cpu / args.rollouts as f64,
+        machine_busy: machine.busy / machine.total.max(f64::EPSILON),
+        machine_steal: machine.steal / machine.total.max(f64::EPSILON),
         db_round_trips: trips,
         db_round_trips_per_stage_transition: trips as f64
             / transitions.stage_transitions.max(1) as f64,
