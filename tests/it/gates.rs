@@ -8,7 +8,7 @@ use crate::support::{
     ServerBuilder, Sim, TestDb,
     api::target_states,
     config::{app_yaml, write_config_with},
-    db::rows_read,
+    db::{rows_read, single_connection_store},
     eventually,
     prometheus::Prometheus,
 };
@@ -338,11 +338,7 @@ async fn a_promql_syntax_error_in_a_plan_is_refused_at_start_with_the_query_and_
 /// on every gate tick, so the rows it reads must not grow with history.
 #[tokio::test]
 async fn the_previous_release_is_read_from_the_newest_success_without_walking_history() {
-    use meridian::store::Store;
-
-    let db = TestDb::new().await;
-    // One connection, so the statistics read below are this store's own.
-    let store = Store::connect(&db.url, 1).await.expect("connect");
+    let (_db, store) = single_connection_store().await;
     sqlx::raw_sql(
         "INSERT INTO clusters (name, region, timezone, context)
               SELECT 'c' || n, 'europe', 'UTC', 'c' || n FROM generate_series(1, 4) n;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::support::{
     api::target_states,
     config::app_yaml,
-    db::{TestDb, rows_read},
+    db::{rows_read, single_connection_store},
     world::World,
 };
 
@@ -172,9 +172,7 @@ async fn a_claim_answers_when_the_next_rollout_it_did_not_take_is_due() {
 /// the index, not from reading every rollout that waits for its time.
 #[tokio::test]
 async fn a_claim_finds_the_next_due_time_without_reading_every_waiting_rollout() {
-    let db = TestDb::new().await;
-    // One connection, so the statistics read below are this store's own.
-    let store = Store::connect(&db.url, 1).await.expect("connect");
+    let (_db, store) = single_connection_store().await;
     let whole_second = |at: DateTime<Utc>| at.with_nanosecond(0).expect("a valid instant");
     let first_waiting = whole_second(Utc::now() + chrono::TimeDelta::minutes(1));
     let lease_ends = whole_second(Utc::now() + chrono::TimeDelta::seconds(30));
@@ -239,9 +237,7 @@ async fn a_claim_finds_the_next_due_time_without_reading_every_waiting_rollout()
 /// statistics were taken before those rollouts began.
 #[tokio::test]
 async fn a_wake_up_reads_only_the_rollouts_of_the_changed_namespaces() {
-    let db = TestDb::new().await;
-    // One connection, so the statistics read below are this store's own.
-    let store = Store::connect(&db.url, 1).await.expect("connect");
+    let (_db, store) = single_connection_store().await;
     sqlx::raw_sql(
         "INSERT INTO plans (name, version, spec, plan) VALUES ('p', 1, '{}', '{}');
          -- Templates of a realistic size: a Deployment and a Service.

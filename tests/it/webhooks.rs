@@ -743,11 +743,7 @@ async fn a_sender_whose_lease_ran_out_cannot_record_its_outcome_over_the_new_own
 /// every event it ever wrote.
 #[tokio::test]
 async fn fanning_out_reads_the_events_after_the_cursor_not_the_whole_history() {
-    use meridian::store::Store;
-
-    let db = TestDb::new().await;
-    // One connection, so the statistics read below are the fan-out's own.
-    let store = Store::connect(&db.url, 1).await.expect("connect");
+    let (_db, store) = crate::support::db::single_connection_store().await;
     sqlx::query(
         "INSERT INTO events (kind, actor, message)
          SELECT 'target_applied', 'test', 'history' FROM generate_series(1, 20000)",

@@ -64,6 +64,17 @@ impl Drop for TestDb {
     }
 }
 
+/// A fresh database and a store on it with one connection, as
+/// [`statistic`] and [`rows_read`] need: the figures they read are then
+/// this store's own. Keep the database as long as the store.
+pub async fn single_connection_store() -> (TestDb, meridian::store::Store) {
+    let db = TestDb::new().await;
+    let store = meridian::store::Store::connect(&db.url, 1)
+        .await
+        .expect("connect");
+    (db, store)
+}
+
 /// Reads one figure of PostgreSQL's activity statistics (`statistic`: a
 /// query answering one `bigint`) through `store`, whose pool must hold one
 /// connection: what that connection did so far is flushed to the shared
