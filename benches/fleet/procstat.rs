@@ -57,7 +57,7 @@ pub fn postgres_cpu_seconds() -> anyhow::Result<Option<f64>> {
 }
 
 /// The whole machine's CPU time, from the first line of `/proc/stat`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct MachineCpu {
     /// Every core's time, busy or idle, in seconds.
     pub total: f64,
@@ -103,6 +103,7 @@ struct ProcStat {
     command: String,
     /// The fields after the command name; the state is the first.
     fields: Vec<String>,
+    ticks_per_second: f64,
 }
 
 impl ProcStat {
@@ -115,6 +116,7 @@ impl ProcStat {
         Ok(ProcStat {
             command: head.get(open + 1..).unwrap_or_default().to_owned(),
             fields: rest.split_whitespace().map(str::to_owned).collect(),
+            ticks_per_second: clock_ticks_per_second()?,
         })
     }
 
@@ -125,7 +127,7 @@ impl ProcStat {
             .get(n - 3)
             .context("short /proc/PID/stat")?
             .parse()?;
-        Ok(ticks / clock_ticks_per_second()?)
+        Ok(ticks / self.ticks_per_second)
     }
 
     fn own_cpu_seconds(&self) -> anyhow::Result<f64> {

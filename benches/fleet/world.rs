@@ -165,8 +165,9 @@ impl World {
     }
 
     /// Writes `per_application` finished rollouts (up to ten targets each,
-    /// about a tenth of the clusters picked by hash) for every application, then has PostgreSQL gather statistics. A database
-    /// in use holds history, and its planner plans for tables of that size;
+    /// about a tenth of the clusters picked by hash) for every application,
+    /// then has PostgreSQL gather statistics. A database in use holds
+    /// history, and its planner plans for tables of that size;
     /// one that starts empty gets plans made for a few rows (sequential
     /// scans, cached by every connection) while its tables grow by
     /// thousands of rows a second. They are rolled back, so no cluster is
