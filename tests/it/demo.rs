@@ -11,12 +11,10 @@ use crate::support::{Api, TestDb, api::target_states, process::binary};
 #[tokio::test]
 async fn the_demo_prints_its_addresses_and_a_good_release_reaches_all_eight_clusters() {
     let db = TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    // Port 0: the demo binds a free port and prints it. A port picked here
+    // and released could be taken meanwhile, by the demo's own Prometheus.
     let mut child = Command::new(binary())
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["demo", "--listen", "127.0.0.1:0"])
         .env("DATABASE_URL", &db.url)
         .env("MERIDIAN_BOOTSTRAP_TOKEN", crate::support::api::TEST_TOKEN)
         .stdout(Stdio::piped())
@@ -40,8 +38,13 @@ async fn the_demo_prints_its_addresses_and_a_good_release_reaches_all_eight_clus
     .await
     .expect("read demo output");
     let text = lines.join("\n");
-    let base = format!("http://127.0.0.1:{port}");
-    assert!(text.contains(&format!("{base}/api/v1/rollouts")), "{text}");
+    let base = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("API:"))
+        .and_then(|url| url.trim().strip_suffix("/api/v1/rollouts"))
+        .unwrap_or_else(|| panic!("prints the API's address: {text}"))
+        .to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     assert!(text.contains("curl"), "prints a ready command: {text}");
 
     let api = Api::new(&base);
