@@ -55,6 +55,66 @@ struct ConfigFile {
     /// Where gates' PromQL queries go.
     #[serde(default)]
     prometheus: Option<PrometheusSettings>,
+    #[serde(default)]
+    polling: PollingSettings,
+}
+
+/// How often the engine reads a target's status on its own. The fleet's
+/// watches say sooner when a workload finished or stopped being ready;
+/// polling is what remains when a watch is down.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollingSettings {
+    /// A target rolling out, or being restored.
+    #[serde(default = "default_rolling_out_poll")]
+    pub rolling_out: crate::domain::HumanDuration,
+    /// A target already rolled out: baking, or waiting for an approval, a
+    /// window or a resume.
+    #[serde(default = "default_rolled_out_poll")]
+    pub rolled_out: crate::domain::HumanDuration,
+}
+
+impl Default for PollingSettings {
+    fn default() -> Self {
+        PollingSettings {
+            rolling_out: default_rolling_out_poll(),
+            rolled_out: default_rolled_out_poll(),
+        }
+    }
+}
+
+fn default_rolling_out_poll() -> crate::domain::HumanDuration {
+    crate::domain::HumanDuration::from_secs(1)
+}
+
+fn default_rolled_out_poll() -> crate::domain::HumanDuration {
+    crate::domain::HumanDuration::from_secs(5)
+}
+
+/// Below this a poll interval would keep the engine busy for nothing.
+const MIN_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl PollingSettings {
+    /// The engine's tuning with these intervals.
+    pub fn apply_to(self, tuning: &mut crate::domain::Tuning) {
+        tuning.observe_interval = self.rolling_out.as_chrono();
+        tuning.settled_observe_interval = self.rolled_out.as_chrono();
+    }
+
+    fn check(self) -> Result<Self, (String, String)> {
+        for (field, value) in [
+            ("rolling_out", self.rolling_out),
+            ("rolled_out", self.rolled_out),
+        ] {
+            if value.0 < MIN_POLL {
+                return Err((
+                    format!("polling.{field}"),
+                    format!("`{value}` is too short: poll at most every 100ms"),
+                ));
+            }
+        }
+        Ok(self)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -79,6 +139,7 @@ pub struct Config {
     /// Each plan as written and as checked.
     pub plans: Vec<(PlanSpec, Plan)>,
     pub prometheus: Option<PrometheusSettings>,
+    pub polling: PollingSettings,
 }
 
 impl Config {
@@ -179,6 +240,7 @@ impl Config {
             applications,
             plans,
             prometheus: raw.prometheus,
+            polling: raw.polling.check()?,
         })
     }
 
@@ -221,5 +283,51 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, (String, String)> {
+        Config::parse(text, Path::new("."))
+    }
+
+    #[test]
+    fn polling_defaults_to_every_second_and_every_five_seconds() {
+        let config = parse("clusters: []\n").expect("valid");
+        let mut tuning = crate::domain::Tuning {
+            observe_interval: chrono::Duration::zero(),
+            settled_observe_interval: chrono::Duration::zero(),
+            ..crate::domain::Tuning::default()
+        };
+        config.polling.apply_to(&mut tuning);
+        assert_eq!(tuning.observe_interval, chrono::Duration::seconds(1));
+        assert_eq!(
+            tuning.settled_observe_interval,
+            chrono::Duration::seconds(5)
+        );
+    }
+
+    #[test]
+    fn polling_intervals_are_set_by_the_file() {
+        let config = parse("polling: {rolling_out: 2s, rolled_out: 1m}\n").expect("valid");
+        let mut tuning = crate::domain::Tuning::default();
+        config.polling.apply_to(&mut tuning);
+        assert_eq!(tuning.observe_interval, chrono::Duration::seconds(2));
+        assert_eq!(
+            tuning.settled_observe_interval,
+            chrono::Duration::minutes(1)
+        );
+    }
+
+    #[test]
+    fn a_poll_interval_too_short_to_be_meant_is_refused_with_its_path() {
+        let (path, message) = parse("polling: {rolled_out: 10ms}\n").expect_err("too short");
+        assert_eq!(path, "polling.rolled_out");
+        assert!(message.contains("10ms"), "{message}");
+        let (path, _) = parse("polling: {rolling_out: 1x}\n").expect_err("not a duration");
+        assert_eq!(path, "polling.rolling_out");
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     api::{self, AppState, BootstrapToken},
     config::Config,
     engine::{Engine, EngineConfig, HealthClients},
-    fleet::{Fleet, FleetOptions},
+    fleet::{Fleet, FleetOptions, Watches},
     health::prometheus::PrometheusClient,
     store::{
         Store,
@@ -190,45 +190,52 @@ async fn run(
 
     let clusters = store.clusters().await?;
     let kubeconfig = kubeconfig.or_else(default_kubeconfig);
-    let fleet = if clusters.is_empty() {
-        // Clusters registered later through the API are reached through
-        // this file, their clients built when first needed.
-        Fleet::lazy(kubeconfig, FleetOptions::default())
-    } else {
+    let (changes, changed) = tokio::sync::mpsc::channel(crate::engine::wake::CHANNEL_CAPACITY);
+    tokio::spawn(crate::engine::wake::run(
+        store.clone(),
+        changed,
+        shutdown.clone(),
+    ));
+    // Clusters registered later through the API are reached through this
+    // file, their clients (and watches) built when first needed.
+    let fleet = Fleet::watching(
+        kubeconfig.clone(),
+        FleetOptions::default(),
+        Watches {
+            sink: changes,
+            shutdown: shutdown.clone(),
+        },
+    );
+    if !clusters.is_empty() {
         let path = kubeconfig
             .context("clusters are registered but no kubeconfig is known: set `kubeconfig` in the config file, --kubeconfig or KUBECONFIG")?;
-        let contexts: Vec<(String, String)> = clusters
-            .iter()
-            .map(|c| (c.name.to_string(), c.context.clone()))
-            .collect();
-        // The config file's own clusters must be reachable through the
-        // kubeconfig: a typo there stops the start. A cluster registered
-        // through the API with a context the file lacks only fails its own
-        // targets, so one bad registration cannot keep the service down.
-        let from_file: Vec<(String, String)> = contexts
-            .iter()
-            .filter(|(name, _)| {
-                config
-                    .as_ref()
-                    .is_some_and(|c| c.clusters.iter().any(|f| f.name.as_str() == name))
-            })
-            .cloned()
-            .collect();
-        let fleet = Fleet::connect(&path, &from_file, FleetOptions::default())
-            .await
-            .with_context(|| format!("cannot build cluster clients from {}", path.display()))?;
-        fleet.track(contexts.iter().map(|(n, c)| (n.as_str(), c.as_str())));
-        let (changes, changed) = tokio::sync::mpsc::channel(crate::engine::wake::CHANNEL_CAPACITY);
-        crate::fleet::spawn_watches(&path, &contexts, changes, shutdown.clone())
-            .await
-            .with_context(|| format!("cannot watch clusters from {}", path.display()))?;
-        tokio::spawn(crate::engine::wake::run(
-            store.clone(),
-            changed,
-            shutdown.clone(),
-        ));
-        fleet
-    };
+        fleet.track(
+            clusters
+                .iter()
+                .map(|c| (c.name.as_str(), c.context.as_str())),
+        );
+        for cluster in &clusters {
+            // The config file's own clusters must be reachable through the
+            // kubeconfig: a typo there stops the start. A cluster registered
+            // through the API with a context the file lacks only fails its
+            // own targets, so one bad registration cannot keep the service
+            // down.
+            let from_file = config
+                .as_ref()
+                .is_some_and(|c| c.clusters.iter().any(|f| f.name == cluster.name));
+            match fleet.prepare(cluster.name.as_str()).await {
+                Ok(()) => {}
+                Err(e) if from_file => {
+                    return Err(e).with_context(|| {
+                        format!("cannot build cluster clients from {}", path.display())
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(cluster = %cluster.name, %error, "cannot build this cluster's client; its targets fail until its context is fixed");
+                }
+            }
+        }
+    }
 
     let prometheus = match config.as_ref().and_then(|c| c.prometheus.as_ref()) {
         Some(settings) => Some(
@@ -245,12 +252,11 @@ async fn run(
             .context("cannot build the HTTP client for gates")?,
     };
     let worker_id = options.worker_id.clone().unwrap_or_else(default_worker_id);
-    let engine = Engine::new(
-        store.clone(),
-        fleet,
-        health,
-        EngineConfig::new(worker_id.clone()),
-    );
+    let mut engine_config = EngineConfig::new(worker_id.clone());
+    if let Some(config) = &config {
+        config.polling.apply_to(&mut engine_config.tuning);
+    }
+    let engine = Engine::new(store.clone(), fleet, health, engine_config);
     let metrics = Metrics::default();
 
     let listener = tokio::net::TcpListener::bind(options.listen)

@@ -13,6 +13,7 @@ use super::manifest::Manifest;
 use super::registry::Registry;
 use super::snapshot::{Snapshot, SnapshotObject, strip};
 use super::status::RolloutProgress;
+use super::watch::Watches;
 
 /// How the fleet talks to clusters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +67,7 @@ impl Fleet {
                 .map(|(name, context)| (name.as_str(), context.as_str())),
         );
         for (name, _) in clusters {
-            fleet.registry.client(name).await?;
+            fleet.prepare(name).await?;
         }
         Ok(fleet)
     }
@@ -76,8 +77,22 @@ impl Fleet {
     /// saying so).
     pub fn lazy(kubeconfig: Option<PathBuf>, opts: FleetOptions) -> Fleet {
         Fleet {
-            registry: Arc::new(Registry::new(kubeconfig, opts)),
+            registry: Arc::new(Registry::new(kubeconfig, opts, None)),
         }
+    }
+
+    /// Like [`Fleet::lazy`], and every cluster is watched from the moment
+    /// its client is built, through the context its client uses.
+    pub fn watching(kubeconfig: Option<PathBuf>, opts: FleetOptions, watches: Watches) -> Fleet {
+        Fleet {
+            registry: Arc::new(Registry::new(kubeconfig, opts, Some(watches))),
+        }
+    }
+
+    /// Builds the cluster's client (and starts its watches) now rather than
+    /// at its first use, so that a bad context shows at once.
+    pub async fn prepare(&self, cluster: &str) -> Result<(), FleetError> {
+        self.registry.client(cluster).await.map(drop)
     }
 
     /// Tells the fleet which kubeconfig context each cluster uses, as the

@@ -30,4 +30,4 @@ pub use render::{
 };
 pub use snapshot::{Snapshot, SnapshotObject};
 pub use status::{RolloutProgress, daemonset_progress, deployment_progress, statefulset_progress};
-pub use watch::{WorkloadChanged, spawn_watches};
+pub use watch::{Watches, WorkloadChanged};

@@ -15,18 +15,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use kube::config::Kubeconfig;
+use tokio_util::sync::DropGuard;
 
 use super::FleetOptions;
 use super::budget::Budget;
 use super::cluster::ClusterClient;
-use super::connect::{client_for, read_kubeconfig};
+use super::connect::{client_for, read_kubeconfig, watch_client_for};
 use super::error::FleetError;
+use super::watch::Watches;
 
 pub(crate) struct Registry {
     /// `None` when no kubeconfig was known at start: building any client
     /// then fails with a message saying how to name one.
     path: Option<PathBuf>,
     options: FleetOptions,
+    /// Where each cluster's watches report; `None`: not watched.
+    watches: Option<Watches>,
     /// The parsed file, read on first need and again when it lacks a
     /// context.
     kubeconfig: RwLock<Option<Arc<Kubeconfig>>>,
@@ -35,17 +39,24 @@ pub(crate) struct Registry {
     built: RwLock<BTreeMap<String, Built>>,
 }
 
-/// A client and the context it was built from.
+/// A client, the context it was built from, and its watches (stopped
+/// when this is dropped).
 struct Built {
     context: String,
     client: ClusterClient,
+    _watches: Option<DropGuard>,
 }
 
 impl Registry {
-    pub(crate) fn new(path: Option<PathBuf>, options: FleetOptions) -> Registry {
+    pub(crate) fn new(
+        path: Option<PathBuf>,
+        options: FleetOptions,
+        watches: Option<Watches>,
+    ) -> Registry {
         Registry {
             path,
             options,
+            watches,
             kubeconfig: RwLock::new(None),
             wanted: RwLock::new(BTreeMap::new()),
             built: RwLock::new(BTreeMap::new()),
@@ -74,14 +85,25 @@ impl Registry {
         {
             return Ok(built.client.clone());
         }
-        let client = self.build(cluster, &context).await?;
-        let previous = write(&self.built).insert(
+        let (client, watches) = self.build(cluster, &context).await?;
+        let mut built = write(&self.built);
+        if let Some(theirs) = built.get(cluster)
+            && theirs.context == context
+        {
+            // Another tick built it meanwhile: keep theirs, drop ours
+            // (and so stop its watches).
+            return Ok(theirs.client.clone());
+        }
+        // Replacing a client drops its watches, which stops them.
+        let previous = built.insert(
             cluster.to_owned(),
             Built {
                 context: context.clone(),
                 client: client.clone(),
+                _watches: watches,
             },
         );
+        drop(built);
         match previous {
             Some(old) if old.context != context => {
                 tracing::info!(cluster, old = %old.context, new = %context, "kubeconfig context changed; new client built");
@@ -92,7 +114,11 @@ impl Registry {
         Ok(client)
     }
 
-    async fn build(&self, cluster: &str, context: &str) -> Result<ClusterClient, FleetError> {
+    async fn build(
+        &self,
+        cluster: &str,
+        context: &str,
+    ) -> Result<(ClusterClient, Option<DropGuard>), FleetError> {
         let Some(path) = &self.path else {
             return Err(FleetError::Config {
                 cluster: cluster.to_owned(),
@@ -108,7 +134,17 @@ impl Registry {
             self.options.call_timeout,
         )
         .await?;
-        Ok(ClusterClient {
+        let watches = match &self.watches {
+            None => None,
+            Some(watches) => match watch_client_for(&kubeconfig, path, cluster, context).await {
+                Ok(watch_client) => Some(watches.start(cluster, &watch_client)),
+                Err(error) => {
+                    tracing::warn!(cluster, %error, "no watch for this cluster; polling only");
+                    None
+                }
+            },
+        };
+        let client = ClusterClient {
             name: cluster.to_owned(),
             client,
             budget: Budget {
@@ -117,7 +153,8 @@ impl Registry {
             },
             field_manager: self.options.field_manager.clone(),
             known_namespaces: Arc::default(),
-        })
+        };
+        Ok((client, watches))
     }
 
     /// The kubeconfig, read again from `path` when the copy in memory has

@@ -72,25 +72,28 @@ async fn env_with(options: SimOptions) -> Env {
 }
 
 impl Env {
-    /// The workload watches on the cluster: what they report, and how to
-    /// stop them.
-    async fn watch(
-        &self,
-    ) -> (
-        tokio::sync::mpsc::Receiver<WorkloadChanged>,
-        tokio_util::sync::CancellationToken,
-    ) {
+    /// A fleet that watches the clusters it has clients for, and what the
+    /// watches report. Dropping the fleet stops them.
+    fn watched_fleet(&self) -> (Fleet, tokio::sync::mpsc::Receiver<WorkloadChanged>) {
         let (changes, seen) = tokio::sync::mpsc::channel(64);
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        spawn_watches(
-            &self.kubeconfig,
-            &[(CLUSTER.to_owned(), CLUSTER.to_owned())],
-            changes,
-            shutdown.clone(),
-        )
-        .await
-        .expect("watches start");
-        (seen, shutdown)
+        let watches = Watches {
+            sink: changes,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        let fleet = Fleet::watching(
+            Some(self.kubeconfig.clone()),
+            FleetOptions::default(),
+            watches,
+        );
+        (fleet, seen)
+    }
+
+    /// The cluster's client, with its watches running.
+    async fn watched(&self) -> (Fleet, tokio::sync::mpsc::Receiver<WorkloadChanged>) {
+        let (fleet, seen) = self.watched_fleet();
+        fleet.track([(CLUSTER, CLUSTER)]);
+        fleet.prepare(CLUSTER).await.expect("client and watches");
+        (fleet, seen)
     }
 
     async fn fleet(&self, opts: FleetOptions) -> Fleet {
@@ -601,8 +604,7 @@ async fn unsupported_manifests_are_rejected_before_any_request() {
 #[tokio::test]
 async fn watches_report_a_workload_once_it_finished_not_at_every_step() {
     let env = env().await;
-    let fleet = env.fleet(FleetOptions::default()).await;
-    let (mut seen, shutdown) = env.watch().await;
+    let (fleet, mut seen) = env.watched().await;
     for version in ["1.0.0", "2.0.0"] {
         let (_, manifests) = release("web", version);
         fleet.apply(CLUSTER, &manifests).await.expect("applies");
@@ -626,7 +628,6 @@ async fn watches_report_a_workload_once_it_finished_not_at_every_step() {
         assert_eq!(progress, RolloutProgress::Complete, "release {version}");
         while seen.try_recv().is_ok() {}
     }
-    shutdown.cancel();
 }
 
 #[tokio::test]
@@ -639,8 +640,7 @@ async fn watches_report_a_rolled_out_workload_that_lost_its_pods_before_it_recov
         ..SimOptions::default()
     })
     .await;
-    let fleet = env.fleet(FleetOptions::default()).await;
-    let (mut seen, shutdown) = env.watch().await;
+    let (fleet, mut seen) = env.watched().await;
     let (_, manifests) = release("web", "1.0.0");
     fleet.apply(CLUSTER, &manifests).await.expect("applies");
     let mut next_progress = async || {
@@ -666,5 +666,39 @@ async fn watches_report_a_rolled_out_workload_that_lost_its_pods_before_it_recov
         RolloutProgress::Complete,
         "and again once they are"
     );
-    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_cluster_first_used_after_start_is_watched_under_its_own_name() {
+    let env = env().await;
+    let (fleet, mut seen) = env.watched_fleet();
+    // As the engine does for a cluster registered through the API: its
+    // context is told, and the client is built on first use.
+    fleet.track([("late-1", CLUSTER)]);
+    let (_, manifests) = release("web", "1.0.0");
+    fleet.apply("late-1", &manifests).await.expect("applies");
+    let change = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .expect("the late cluster's watch reports within 10 s")
+        .expect("the watch is running");
+    assert_eq!(
+        change,
+        WorkloadChanged {
+            cluster: "late-1".to_owned(),
+            namespace: NAMESPACE.to_owned(),
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_fleet_that_is_dropped_stops_its_watches() {
+    let env = env().await;
+    let (fleet, mut seen) = env.watched().await;
+    drop(fleet);
+    // Every watch task held a sender: the channel closes once they ended.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while seen.recv().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watches still run after the fleet went");
 }

@@ -1,11 +1,11 @@
 //! Watches the workloads Meridian manages on every cluster, so that a
 //! rollout is looked at the moment a workload finishes, fails or stops
-//! being rolled out, instead of on the next poll. A watch is only a hint:
-//! whatever it misses (a reconnect, a cluster registered after start) the
-//! engine's polling still catches.
+//! being rolled out, instead of on the next poll. Every cluster the fleet
+//! has a client for is watched, also one registered after start; a watch
+//! is still only a hint: whatever it misses (a reconnect) the engine's
+//! polling catches.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -14,10 +14,8 @@ use kube::api::{Api, WatchEvent, WatchParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::connect::{read_kubeconfig, watch_client_for};
-use super::error::FleetError;
 use super::render::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::status::{
     RolloutProgress, daemonset_progress, deployment_progress, statefulset_progress,
@@ -67,32 +65,25 @@ fn key_of(meta: &ObjectMeta) -> (String, String) {
     )
 }
 
-/// Starts one watch per cluster and workload kind; changes go to `sink`
-/// until `shutdown`. A cluster whose client cannot be built is logged and
-/// left to polling.
-pub async fn spawn_watches(
-    kubeconfig: &Path,
-    clusters: &[(String, String)],
-    sink: mpsc::Sender<WorkloadChanged>,
-    shutdown: CancellationToken,
-) -> Result<(), FleetError> {
-    let Some((first, _)) = clusters.first() else {
-        return Ok(());
-    };
-    let config = read_kubeconfig(kubeconfig, first)?;
-    for (name, context) in clusters {
-        let client = match watch_client_for(&config, kubeconfig, name, context).await {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::warn!(cluster = %name, %error, "no watch for this cluster; polling only");
-                continue;
-            }
-        };
-        spawn_kind(name, &client, &sink, &shutdown, deployment_progress);
-        spawn_kind(name, &client, &sink, &shutdown, statefulset_progress);
-        spawn_kind(name, &client, &sink, &shutdown, daemonset_progress);
+/// Where the fleet's watches report, and what stops them all.
+#[derive(Clone, Debug)]
+pub struct Watches {
+    pub sink: mpsc::Sender<WorkloadChanged>,
+    pub shutdown: CancellationToken,
+}
+
+impl Watches {
+    /// Starts one watch per workload kind on `cluster`, through a client
+    /// made for long-lived requests. They run until shutdown or until the
+    /// returned guard is dropped: the cluster's client was replaced (its
+    /// context changed) or the fleet is gone.
+    pub(crate) fn start(&self, cluster: &str, client: &Client) -> DropGuard {
+        let stop = self.shutdown.child_token();
+        spawn_kind(cluster, client, &self.sink, &stop, deployment_progress);
+        spawn_kind(cluster, client, &self.sink, &stop, statefulset_progress);
+        spawn_kind(cluster, client, &self.sink, &stop, daemonset_progress);
+        stop.drop_guard()
     }
-    Ok(())
 }
 
 fn spawn_kind<K>(
