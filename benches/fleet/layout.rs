@@ -29,6 +29,8 @@ pub struct Layout {
     /// A gate on the second stage (`wave`) that fails when the sim's app
     /// health check does; `None` for ungated plans.
     pub gate_url: Option<String>,
+    /// The servers' `polling.rolled_out`; `None`: their default.
+    pub poll_rolled_out: Option<Duration>,
 }
 
 /// One stage's clusters, for one application.
@@ -46,6 +48,7 @@ impl Layout {
             regions,
             bake,
             gate_url: None,
+            poll_rolled_out: None,
         }
     }
 
@@ -92,6 +95,9 @@ impl Layout {
                 "  - {{name: {}, region: {}, timezone: UTC}}",
                 c.name, c.region
             );
+        }
+        if let Some(poll) = self.poll_rolled_out {
+            let _ = writeln!(out, "polling: {{rolled_out: {}ms}}", poll.as_millis());
         }
         out.push_str("plans:\n");
         let bake_ms = self.bake.as_millis();

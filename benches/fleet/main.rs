@@ -37,6 +37,11 @@ pub struct Args {
     /// sustained rate instead of the drain time of one burst.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     spread: std::time::Duration,
+    /// How often the servers poll a rolled-out (baking) target besides
+    /// their watches: the config file's `polling.rolled_out` (default: the
+    /// server's own, 5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    poll_rolled_out: Option<std::time::Duration>,
     /// Rollouts of the light-load transition run (after a run of one alone).
     #[arg(long, default_value_t = 20)]
     light: usize,

@@ -18,6 +18,8 @@ pub struct Report {
     pub bake_ms: f64,
     /// Capacity runs' creations spread over this long (0: at once).
     pub spread_ms: f64,
+    /// The servers' `polling.rolled_out`, when the command set it.
+    pub poll_rolled_out_ms: Option<f64>,
     /// Finished rollouts per application written before each world runs.
     pub history: usize,
     /// Rollouts run in every world before it is measured.
@@ -38,6 +40,7 @@ impl Report {
             simulated_rollout_ms: rollout_time().as_secs_f64() * 1000.0,
             bake_ms: args.bake.as_secs_f64() * 1000.0,
             spread_ms: args.spread.as_secs_f64() * 1000.0,
+            poll_rolled_out_ms: args.poll_rolled_out.map(|p| p.as_secs_f64() * 1000.0),
             history: args.history,
             warm_up: args.warm_up,
             light: Vec::new(),
@@ -58,12 +61,16 @@ impl Report {
         } else {
             String::new()
         };
+        let polling = match self.poll_rolled_out_ms {
+            Some(ms) => format!(", baking targets polled every {ms:.0} ms"),
+            None => String::new(),
+        };
         let warm_up = format!(
             "each world: {} finished rollouts per application in the database, then {} rollouts run before measuring",
             self.history, self.warm_up
         );
         println!(
-            "simulated roll-out {:.0} ms per cluster, bake {:.0} ms per stage{spread}\n{warm_up}\n",
+            "simulated roll-out {:.0} ms per cluster, bake {:.0} ms per stage{spread}{polling}\n{warm_up}\n",
             self.simulated_rollout_ms, self.bake_ms
         );
         println!("{:<52} {:>9} {:>9} {:>9}", "", "median", "p99", "max");

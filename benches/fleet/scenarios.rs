@@ -18,7 +18,9 @@ const FAULTY_IMAGE: &str = "registry.example/bench:2.0.0-faulty";
 const RUN_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 fn layout(args: &Args) -> Layout {
-    Layout::new(args.clusters, args.regions, args.bake)
+    let mut layout = Layout::new(args.clusters, args.regions, args.bake);
+    layout.poll_rolled_out = args.poll_rolled_out;
+    layout
 }
 
 fn apps(n: usize) -> Vec<String> {
