@@ -672,9 +672,11 @@ impl Store {
             .iter()
             .map(|(c, n)| (c.as_str(), n.as_str()))
             .unzip();
-        let mut conn = self.pool.acquire().await?;
-        let woken = sqlx::query(
-            "UPDATE rollouts r SET next_wake_at = now(), wake_seq = r.wake_seq + 1
+        // The engines are told in the same statement (one round trip, one
+        // commit): the notification goes out when it commits.
+        let (woken, _notified): (i64, i64) = sqlx::query_as(
+            "WITH woken AS (
+             UPDATE rollouts r SET next_wake_at = now(), wake_seq = r.wake_seq + 1
                FROM applications a
               WHERE a.name = r.application
                 -- Only the applications in the changed namespaces
@@ -696,17 +698,18 @@ impl Store {
                              WHERE t.rollout_id = r.id
                                AND t.state IN ('progressing', 'rolled_out', 'verifying')
                                AND (t.cluster, a.namespace) IN
-                                   (SELECT * FROM unnest($1::text[], $2::text[])))",
+                                   (SELECT * FROM unnest($1::text[], $2::text[])))
+             RETURNING 1)
+             SELECT (SELECT count(*) FROM woken),
+                    (SELECT count(*) FROM (SELECT pg_notify($3, 'watch') FROM woken
+                                            HAVING count(*) > 0) AS n)",
         )
         .bind(&clusters)
         .bind(&namespaces)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if woken > 0 {
-            notify(&mut conn, WAKE_CHANNEL, "watch").await?;
-        }
-        Ok(woken)
+        .bind(WAKE_CHANNEL)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(woken).unwrap_or(0))
     }
 
     /// Gives a lease back without changing the rollout (a tick that failed

@@ -59,11 +59,23 @@ async fn a_workload_change_wakes_only_the_rollouts_looking_at_that_cluster_and_n
         .await
         .expect("push wake times out");
 
+    let mut engines = sqlx::postgres::PgListener::connect_with(store.pool())
+        .await
+        .expect("listen");
+    engines
+        .listen(meridian::store::WAKE_CHANNEL)
+        .await
+        .expect("listen to wake-ups");
     let woken = store
         .wake_watching(&[("use1-canary".to_owned(), "shop".to_owned())])
         .await
         .expect("wake");
     assert_eq!(woken, 1, "only shop watches use1-canary/shop");
+    let told = tokio::time::timeout(std::time::Duration::from_secs(10), engines.recv())
+        .await
+        .expect("the engines are told within 10 s")
+        .expect("a notification");
+    assert_eq!(told.payload(), "watch");
     let now = Utc::now();
     assert!(next_wake(&store, shop).await.is_some_and(|at| at <= now));
     assert!(next_wake(&store, cart).await.is_some_and(|at| at > now));
