@@ -109,7 +109,7 @@ impl PollingSettings {
             if value.0 < MIN_POLL {
                 return Err((
                     format!("polling.{field}"),
-                    format!("`{value}` is too short: poll at most every 100ms"),
+                    format!("`{value}` is too short: 100ms or more"),
                 ));
             }
         }
