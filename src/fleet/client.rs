@@ -1,7 +1,7 @@
 //! [`Fleet`]: the operations the engine performs on clusters, each through
 //! the cluster's client.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,26 +52,6 @@ impl std::fmt::Debug for Fleet {
 }
 
 impl Fleet {
-    /// Builds a client per `(cluster name, kubeconfig context)` now, so a
-    /// context missing from the file stops the service at start. Nothing is
-    /// sent to the clusters yet, so an unreachable cluster does not.
-    pub async fn connect(
-        kubeconfig: &Path,
-        clusters: &[(String, String)],
-        opts: FleetOptions,
-    ) -> Result<Fleet, FleetError> {
-        let fleet = Fleet::lazy(Some(kubeconfig.to_owned()), opts);
-        fleet.track(
-            clusters
-                .iter()
-                .map(|(name, context)| (name.as_str(), context.as_str())),
-        );
-        for (name, _) in clusters {
-            fleet.prepare(name).await?;
-        }
-        Ok(fleet)
-    }
-
     /// A fleet that builds each cluster's client the first time it is used,
     /// from `kubeconfig` (`None`: none is known, and using a cluster fails
     /// saying so).
@@ -90,7 +70,9 @@ impl Fleet {
     }
 
     /// Builds the cluster's client (and starts its watches) now rather than
-    /// at its first use, so that a bad context shows at once.
+    /// at its first use, so that a bad context shows at once (the server
+    /// stops its start for a config-file cluster). Nothing is sent to the
+    /// cluster yet, so an unreachable one does not fail here.
     pub async fn prepare(&self, cluster: &str) -> Result<(), FleetError> {
         self.registry.client(cluster).await.map(drop)
     }

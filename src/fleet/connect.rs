@@ -8,10 +8,11 @@ use kube::{Client, Config};
 
 use super::error::{FleetError, chain};
 
-/// Reads the kubeconfig once for all clusters.
-pub(crate) fn read_kubeconfig(path: &Path, first_cluster: &str) -> Result<Kubeconfig, FleetError> {
+/// Reads the kubeconfig; a failure is reported against `cluster`, the one
+/// whose client needed it.
+pub(crate) fn read_kubeconfig(path: &Path, cluster: &str) -> Result<Kubeconfig, FleetError> {
     Kubeconfig::read_from(path).map_err(|e| FleetError::Config {
-        cluster: first_cluster.to_owned(),
+        cluster: cluster.to_owned(),
         message: format!("cannot read {}: {}", path.display(), chain(&e)),
     })
 }

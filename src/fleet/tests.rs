@@ -97,13 +97,10 @@ impl Env {
     }
 
     async fn fleet(&self, opts: FleetOptions) -> Fleet {
-        Fleet::connect(
-            &self.kubeconfig,
-            &[(CLUSTER.to_owned(), CLUSTER.to_owned())],
-            opts,
-        )
-        .await
-        .expect("connects")
+        let fleet = Fleet::lazy(Some(self.kubeconfig.clone()), opts);
+        fleet.track([(CLUSTER, CLUSTER)]);
+        fleet.prepare(CLUSTER).await.expect("client built");
+        fleet
     }
 
     fn images(&self, name: &str) -> Option<Vec<String>> {
@@ -534,10 +531,8 @@ async fn unknown_cluster_and_missing_context_are_errors() {
     let err = fleet.apply("nowhere", &[]).await.expect_err("unknown");
     assert_eq!(err, FleetError::UnknownCluster("nowhere".to_owned()));
 
-    let clusters = [("us-1".to_owned(), "us-1-context".to_owned())];
-    let err = Fleet::connect(&env.kubeconfig, &clusters, FleetOptions::default())
-        .await
-        .expect_err("no context");
+    fleet.track([("us-1", "us-1-context")]);
+    let err = fleet.prepare("us-1").await.expect_err("no context");
     assert!(
         matches!(&err, FleetError::Config { cluster, .. } if cluster == "us-1"),
         "{err:?}"
